@@ -1,0 +1,109 @@
+#define _GNU_SOURCE
+#include "udpio.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <netinet/udp.h>
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define UDPIO_MAX_BATCH 64 /* the kernel's UDP_MAX_SEGMENTS */
+
+int udpio_probe_gso(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int seg = 1400, ok;
+    if (fd < 0)
+        return 0;
+    ok = setsockopt(fd, SOL_UDP, UDP_SEGMENT, &seg, sizeof seg) == 0;
+    close(fd);
+    return ok;
+}
+
+static int send_gso(int fd, const struct sockaddr_in *peer, char *buf, size_t seg_len,
+                    int nseg, size_t last_len)
+{
+    char control[CMSG_SPACE(sizeof(uint16_t))];
+    struct iovec iov = {buf, seg_len * (size_t)(nseg - 1) + last_len};
+    struct msghdr msg;
+    struct cmsghdr *cm;
+    memset(&msg, 0, sizeof msg);
+    memset(control, 0, sizeof control);
+    msg.msg_name = (void *)peer;
+    msg.msg_namelen = sizeof *peer;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    *(uint16_t *)CMSG_DATA(cm) = (uint16_t)seg_len;
+    if (sendmsg(fd, &msg, 0) < 0)
+        return -errno;
+    return nseg;
+}
+
+int udpio_send_segments(int fd, const struct sockaddr_in *peer, char *buf,
+                        size_t seg_len, int nseg, size_t last_len, int use_gso)
+{
+    struct mmsghdr msgs[UDPIO_MAX_BATCH];
+    struct iovec iovs[UDPIO_MAX_BATCH];
+    int i, n;
+    if (nseg <= 0)
+        return 0;
+    if (nseg > UDPIO_MAX_BATCH)
+        return -EINVAL;
+    if (nseg == 1) {
+        if (sendto(fd, buf, last_len, 0, (const struct sockaddr *)peer, sizeof *peer) < 0)
+            return -errno;
+        return 1;
+    }
+    if (use_gso)
+        return send_gso(fd, peer, buf, seg_len, nseg, last_len);
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)nseg);
+    for (i = 0; i < nseg; i++) {
+        iovs[i].iov_base = buf + seg_len * (size_t)i;
+        iovs[i].iov_len = i == nseg - 1 ? last_len : seg_len;
+        msgs[i].msg_hdr.msg_name = (void *)peer;
+        msgs[i].msg_hdr.msg_namelen = sizeof *peer;
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    n = sendmmsg(fd, msgs, (unsigned)nseg, 0);
+    return n < 0 ? -errno : n;
+}
+
+int udpio_recv_batch(int fd, char *bufs, size_t slot_len, int n,
+                     struct sockaddr_in *addrs, int *lens)
+{
+    struct mmsghdr msgs[UDPIO_MAX_BATCH];
+    struct iovec iovs[UDPIO_MAX_BATCH];
+    int i, got;
+    if (n > UDPIO_MAX_BATCH)
+        n = UDPIO_MAX_BATCH;
+    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
+    for (i = 0; i < n; i++) {
+        iovs[i].iov_base = bufs + slot_len * (size_t)i;
+        iovs[i].iov_len = slot_len;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    got = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
+    if (got < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    for (i = 0; i < got; i++) {
+        int truncated = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+        if (msgs[i].msg_hdr.msg_namelen != sizeof(struct sockaddr_in))
+            truncated = 1; /* not IPv4: treated as malformed */
+        lens[i] = truncated ? -1 : (int)msgs[i].msg_len;
+    }
+    return got;
+}

@@ -1,0 +1,75 @@
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
+
+cdef extern from "netinet/in.h":
+    struct in_addr:
+        uint32_t s_addr
+    struct sockaddr_in:
+        uint16_t sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+
+
+cdef enum XferState:
+    XFER_FREE = 0
+    XFER_OACK_SENT = 1    # waiting for ACK 0 (RFC 2347)
+    XFER_SENDING = 2      # DATA windows going out (RFC 1350, RFC 7440)
+
+
+cdef struct Xfer:
+    int sock                # the transfer's own UDP socket: its TID
+    int fd                  # file being served (shared; owned by the Python side)
+    uint32_t gen            # bumped when the slot is reused; stale epoll events are dropped
+    uint8_t state
+    uint16_t oack_len
+    uint32_t blksize
+    uint32_t window
+    uint64_t size
+    int64_t ctime_ns        # st_ctime at admission: any write or truncate changes it
+    uint64_t last_block     # absolute number of the final (short) block
+    uint64_t acked          # highest block acknowledged in order
+    uint64_t sent           # highest block sent
+    uint64_t started_ms
+    uint64_t progress_ms    # last time the client made progress
+    uint64_t deadline_ms    # next retransmission
+    uint32_t rto_ms         # current retransmission timeout (doubles per timeout)
+    uint32_t rto_initial_ms
+    uint32_t give_up_ms     # abandon after this long without progress
+    uint32_t retransmits
+    int32_t wheel_prev
+    int32_t wheel_next
+    int32_t wheel_slot
+    sockaddr_in peer
+    char oack[160]
+
+
+cdef class Engine:
+    cdef Xfer *xfers
+    cdef int32_t capacity
+    cdef int32_t active_count
+    cdef int32_t free_head        # free slots chained through wheel_next
+    cdef int epfd
+    cdef bint gso
+    cdef bint fake_clock
+    cdef uint64_t now_ms
+    cdef uint64_t wheel_ms        # start of the next wheel slot to expire
+    cdef int32_t *wheel
+    cdef char *scratch
+    cdef char *rbufs
+    cdef sockaddr_in *raddrs
+    cdef int *rlens
+    cdef void *events
+    cdef object on_done
+    # counters
+    cdef public uint64_t packets_in, packets_out, malformed, strangers
+    cdef public uint64_t retransmits, bytes_out, send_errors, transfers_ok, transfers_failed
+
+    cdef inline uint64_t clock(self) noexcept
+    cdef void wheel_insert(self, int32_t slot) noexcept
+    cdef void wheel_remove(self, int32_t slot) noexcept
+    cdef int send_window(self, int32_t slot) noexcept
+    cdef int send_oack(self, int32_t slot) noexcept
+    cdef void on_ack(self, int32_t slot, uint16_t block) noexcept
+    cdef void on_timeout(self, int32_t slot) noexcept
+    cdef void handle_datagram(self, int32_t slot, const char *pkt, int n, sockaddr_in *src) noexcept
+    cdef void send_error_to(self, int sock, sockaddr_in *dst, uint16_t code, const char *msg) noexcept
+    cdef void finish(self, int32_t slot, int outcome, int code) noexcept

@@ -1,0 +1,685 @@
+# TFTP codec and transfer engine (RFC 1350, 2347, 2348, 2349, 7440).
+#
+# The codec functions run once per request and may build Python objects. The Engine
+# runs every DATA/ACK exchange: it drains the transfer sockets through one epoll fd,
+# sends windows from a shared scratch buffer filled by preadv from the page cache, and
+# keeps retransmission deadlines in a timer wheel. Nothing per packet touches a Python
+# object; Python is called back once per finished transfer.
+
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset, strlen
+from libc.errno cimport errno
+from posix.unistd cimport close
+
+from bootstorm.errors import TftpError
+
+include "consts.pxi"
+
+cdef extern from "errno.h":
+    enum: EIO
+
+cdef extern from "time.h" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    enum: CLOCK_MONOTONIC
+    int clock_gettime(int clk, timespec *ts)
+
+cdef extern from "sys/stat.h" nogil:
+    struct struct_stat "stat":
+        uint64_t st_size
+        timespec st_ctim
+    int fstat(int fd, struct_stat *st)
+
+cdef extern from "sys/uio.h" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+    ssize_t preadv(int fd, const iovec *iov, int iovcnt, int64_t offset)
+
+cdef extern from "sys/epoll.h" nogil:
+    union epoll_data_t "epoll_data":
+        uint64_t u64
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    enum: EPOLLIN, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+
+cdef extern from "sys/socket.h" nogil:
+    ssize_t sendto(int fd, const void *buf, size_t n, int flags, const void *addr, uint32_t addrlen)
+
+cdef extern from "udpio.h" nogil:
+    int udpio_probe_gso()
+    int udpio_send_segments(int fd, const sockaddr_in *peer, char *buf, size_t seg_len,
+                            int nseg, size_t last_len, int use_gso)
+    int udpio_recv_batch(int fd, char *bufs, size_t slot_len, int n, sockaddr_in *addrs,
+                         int *lens)
+
+cdef extern from "fsopen.h" nogil:
+    int fs_have_openat2()
+    int fs_open_beneath(int rootfd, const char *path)
+
+
+# Outcomes reported to on_done; names in OUTCOMES.
+cdef enum:
+    OUT_OK = 0
+    OUT_CLIENT_ERROR = 1     # the client sent ERROR
+    OUT_TIMEOUT = 2          # no progress within the give-up time
+    OUT_FILE_CHANGED = 3     # the file was truncated or rewritten during the transfer
+    OUT_ABORTED = 4          # server shutdown or explicit abort
+    OUT_TSIZE_PROBE = 5      # ERROR 8 right after the OACK: UEFI asking only for tsize
+
+OUTCOMES = ("ok", "client-error", "timeout", "file-changed", "aborted", "tsize-probe")
+
+cdef enum:
+    TICK_MS = 10             # timer wheel resolution
+    WHEEL_SLOTS = 512        # one rotation = 5.12 s; later deadlines go round again
+    MAX_RTO_MS = 8000        # backoff cap: 1, 2, 4, 8, 8, ... seconds
+    RECV_BATCH = 16
+    RECV_SLOT = 600          # ACKs are 4 bytes; ERRORs carry a short message
+    MAX_EVENTS = 256
+    SCRATCH_LEN = 65536 + 64 * HEADER_LEN
+
+
+cdef inline uint16_t load16(const char *p) noexcept:
+    return (<uint8_t>p[0] << 8) | <uint8_t>p[1]
+
+
+cdef inline void store16(char *p, uint16_t v) noexcept:
+    p[0] = <char>(v >> 8)
+    p[1] = <char>(v & 0xff)
+
+
+# ---------------------------------------------------------------- codec (per request)
+
+def parse_request(const unsigned char[:] data not None):
+    """Parse an RRQ or WRQ: (opcode, filename, mode, options).
+
+    Option names and the mode come back in lower case; the filename as the client sent
+    it (UTF-8, undecodable bytes kept by surrogateescape). Raises TftpError with the code
+    to answer for a malformed request; returns None for a datagram that is not a request
+    at all (those are dropped, never answered).
+    """
+    cdef Py_ssize_t n = data.shape[0], i, start
+    if n < 2:
+        return None
+    cdef uint16_t op = (data[0] << 8) | data[1]
+    if op != OP_RRQ and op != OP_WRQ:
+        return None
+    if n > MAX_REQUEST_LEN:
+        raise TftpError(ERR_ILLEGAL_OP, "request too long")
+    fields = []
+    start = 2
+    for i in range(2, n):
+        if data[i] == 0:
+            fields.append(bytes(data[start:i]))
+            start = i + 1
+    if start != n:
+        raise TftpError(ERR_ILLEGAL_OP, "malformed request: missing NUL terminator")
+    if len(fields) < 2:
+        raise TftpError(ERR_ILLEGAL_OP, "malformed request: no transfer mode")
+    if not fields[0]:
+        raise TftpError(ERR_ILLEGAL_OP, "malformed request: empty file name")
+    if len(fields) % 2:
+        raise TftpError(ERR_ILLEGAL_OP, "malformed request: option without value")
+    filename = fields[0].decode("utf-8", "surrogateescape")
+    mode = fields[1].decode("ascii", "replace").lower()
+    if mode not in ("octet", "netascii"):
+        raise TftpError(ERR_ILLEGAL_OP, f"unsupported transfer mode {mode!r}")
+    options = {}
+    for i in range(2, len(fields), 2):
+        name = fields[i].decode("ascii", "replace").lower()
+        if name in options:
+            raise TftpError(ERR_OPTION, f"duplicate option {name!r}")
+        options[name] = fields[i + 1].decode("ascii", "replace")
+    return op, filename, mode, options
+
+
+cdef int option_int(dict options, str name, int lo, int hi) except -2:
+    """The option as an int in lo..hi, or -1 when absent or unusable (ignored)."""
+    value = options.get(name)
+    if value is None or not value.isdigit() or len(value) > 10:
+        return -1
+    v = int(value)
+    return v if lo <= v <= hi else -1
+
+
+def negotiate(dict options, uint64_t size, *, bint netascii=False, int blksize_max=MAX_BLKSIZE,
+              int window_bytes_max=1 << 20, bint allow_blksize=True):
+    """Options granted for a request: (blksize, windowsize, timeout_s, oack).
+
+    timeout_s is 0 when the client did not ask; oack is None when no option was
+    accepted (the transfer then starts with DATA 1, RFC 2347). Unknown options and
+    out-of-range values are ignored; blksize below 8 is refused (RFC 2348).
+    """
+    granted = []
+    cdef int blksize = DEFAULT_BLKSIZE, window = 1, timeout = 0, v
+    if allow_blksize and "blksize" in options:
+        raw = options["blksize"]
+        if raw.isdigit() and len(raw) <= 10 and int(raw) < MIN_BLKSIZE:
+            raise TftpError(ERR_OPTION, f"blksize {raw} below the minimum of {MIN_BLKSIZE}")
+        v = option_int(options, "blksize", MIN_BLKSIZE, 1 << 30)
+        if v > 0:
+            blksize = min(v, blksize_max, MAX_BLKSIZE)
+            granted.append(("blksize", blksize))
+    if "tsize" in options and not netascii:
+        # RFC 2349: the client sends 0; the server answers with the size. Netascii
+        # sizes are unknown before conversion, and dnsmasq does not offer them either.
+        granted.append(("tsize", size))
+    v = option_int(options, "timeout", MIN_TIMEOUT, MAX_TIMEOUT)
+    if v > 0:
+        timeout = v
+        granted.append(("timeout", v))
+    v = option_int(options, "windowsize", MIN_WINDOWSIZE, MAX_WINDOWSIZE)
+    if v > 0:
+        # RFC 7440, capped in bytes in flight after blksize is settled (as tftp-hpa does)
+        window = max(1, min(v, window_bytes_max // blksize))
+        granted.append(("windowsize", window))
+    if not granted:
+        return blksize, window, timeout, None
+    oack = bytearray(b"\x00\x06")
+    for name, value in granted:
+        oack += name.encode() + b"\x00" + str(value).encode() + b"\x00"
+    return blksize, window, timeout, bytes(oack)
+
+
+def build_error(int code, str message):
+    """ERROR packet (RFC 1350 section 5)."""
+    return bytes((0, OP_ERROR, code >> 8, code & 0xff)) + message.encode("utf-8", "replace") + b"\x00"
+
+
+def build_request(int opcode, str filename, str mode="octet", dict options=None):
+    """RRQ/WRQ with options (RFC 1350, RFC 2347); used by the client."""
+    out = bytearray((0, opcode))
+    out += filename.encode("utf-8", "surrogateescape") + b"\x00" + mode.encode() + b"\x00"
+    for name, value in (options or {}).items():
+        out += str(name).encode() + b"\x00" + str(value).encode() + b"\x00"
+    return bytes(out)
+
+
+def build_ack(uint32_t block):
+    return bytes((0, OP_ACK, (block >> 8) & 0xff, block & 0xff))
+
+
+def parse_reply(const unsigned char[:] data not None):
+    """A server's datagram for the client: (opcode, number, payload).
+
+    DATA -> (3, block, payload bytes); ERROR -> (5, code, message str);
+    OACK -> (6, 0, {name: value}); anything else raises TftpError(4).
+    """
+    cdef Py_ssize_t n = data.shape[0]
+    if n < 2:
+        raise TftpError(ERR_ILLEGAL_OP, "short packet")
+    cdef uint16_t op = (data[0] << 8) | data[1]
+    if op == OP_DATA and n >= HEADER_LEN:
+        return op, (data[2] << 8) | data[3], bytes(data[4:])
+    if op == OP_ERROR and n >= HEADER_LEN:
+        msg = bytes(data[4:]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+        return op, (data[2] << 8) | data[3], msg
+    if op == OP_OACK:
+        fields = bytes(data[2:]).split(b"\x00")
+        if fields and fields[len(fields) - 1] == b"":
+            fields.pop()
+        if len(fields) % 2:
+            raise TftpError(ERR_OPTION, "malformed OACK")
+        opts = {fields[i].decode("ascii", "replace").lower(): fields[i + 1].decode("ascii", "replace")
+                for i in range(0, len(fields), 2)}
+        return op, 0, opts
+    if op == OP_ACK and n >= HEADER_LEN:
+        return op, (data[2] << 8) | data[3], b""
+    raise TftpError(ERR_ILLEGAL_OP, f"unexpected opcode {op}")
+
+
+# ---------------------------------------------------------------- files
+
+def have_openat2():
+    """Whether the kernel enforces RESOLVE_BENEATH (else a stricter component walk)."""
+    return bool(fs_have_openat2())
+
+
+def have_gso():
+    """Whether the kernel accepts UDP GSO (UDP_SEGMENT)."""
+    return bool(udpio_probe_gso())
+
+
+def open_beneath(int rootfd, str path):
+    """Open `path` read-only strictly beneath the directory rootfd. Returns an fd or
+    raises OSError (EXDEV when the path resolves outside the root)."""
+    cdef bytes raw = path.encode("utf-8", "surrogateescape")
+    if b"\x00" in raw:
+        raise OSError(22, "NUL in file name")
+    cdef int fd = fs_open_beneath(rootfd, raw)
+    if fd < 0:
+        raise OSError(-fd, path)
+    return fd
+
+
+# ---------------------------------------------------------------- engine
+
+cdef class Engine:
+    """Transfer table, windows, retransmission wheel and counters of one process.
+
+    on_done(slot, outcome, error_code, bytes_acked, retransmits, elapsed_ms) is called
+    once for every transfer that ends. With fake_clock the time only moves through
+    set_clock() (engine tests); otherwise CLOCK_MONOTONIC.
+    """
+
+    def __cinit__(self, int capacity, on_done, *, bint fake_clock=False, gso=None):
+        cdef int32_t i
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.on_done = on_done
+        self.fake_clock = fake_clock
+        self.gso = udpio_probe_gso() if gso is None else bool(gso)
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, "epoll_create1")
+        self.xfers = <Xfer *>calloc(capacity, sizeof(Xfer))
+        self.wheel = <int32_t *>malloc(WHEEL_SLOTS * sizeof(int32_t))
+        self.scratch = <char *>malloc(SCRATCH_LEN)
+        self.rbufs = <char *>malloc(RECV_BATCH * RECV_SLOT)
+        self.raddrs = <sockaddr_in *>calloc(RECV_BATCH, sizeof(sockaddr_in))
+        self.rlens = <int *>calloc(RECV_BATCH, sizeof(int))
+        self.events = calloc(MAX_EVENTS, sizeof(epoll_event))
+        if not (self.xfers and self.wheel and self.scratch and self.rbufs and self.raddrs
+                and self.rlens and self.events):
+            raise MemoryError()
+        for i in range(WHEEL_SLOTS):
+            self.wheel[i] = -1
+        for i in range(capacity):
+            self.xfers[i].wheel_next = i + 1 if i + 1 < capacity else -1
+            self.xfers[i].sock = -1
+        self.free_head = 0
+        self.now_ms = 0 if fake_clock else self.clock()
+        self.wheel_ms = (self.now_ms // TICK_MS + 1) * TICK_MS
+
+    def __dealloc__(self):
+        cdef int32_t i
+        if self.xfers:
+            for i in range(self.capacity):
+                if self.xfers[i].state != XFER_FREE and self.xfers[i].sock >= 0:
+                    close(self.xfers[i].sock)
+        if self.epfd >= 0:
+            close(self.epfd)
+        free(self.xfers)
+        free(self.wheel)
+        free(self.scratch)
+        free(self.rbufs)
+        free(self.raddrs)
+        free(self.rlens)
+        free(self.events)
+
+    # -- Python-facing, per transfer or per tick
+
+    def fileno(self):
+        """The epoll fd: readable when any transfer socket has datagrams."""
+        return self.epfd
+
+    @property
+    def active(self):
+        return self.active_count
+
+    @property
+    def uses_gso(self):
+        return bool(self.gso)
+
+    def set_clock(self, uint64_t now_ms):
+        if not self.fake_clock:
+            raise RuntimeError("set_clock needs fake_clock=True")
+        self.now_ms = now_ms
+
+    def start(self, int sock, int fd, bytes peer_ip4 not None, int peer_port, uint64_t size,
+              int64_t ctime_ns, int blksize, int window, int rto_ms, int give_up_ms,
+              bytes oack=None):
+        """Take a transfer: sock is its bound, non-blocking UDP socket (the engine owns
+        and closes it), fd the open file (the caller owns it). Returns its slot; nothing
+        is sent until begin(slot)."""
+        cdef int32_t slot = self.free_head
+        cdef Xfer *x
+        cdef epoll_event ev
+        if slot < 0:
+            raise RuntimeError("transfer table full")
+        if len(peer_ip4) != 4:
+            raise ValueError("peer_ip4 must be 4 bytes")
+        if not MIN_BLKSIZE <= blksize <= MAX_BLKSIZE or not 1 <= window <= MAX_WINDOWSIZE:
+            raise ValueError("blksize or window out of range")
+        if oack is not None and len(oack) > sizeof(self.xfers[0].oack):
+            raise ValueError("OACK too long")
+        x = &self.xfers[slot]
+        ev.events = EPOLLIN
+        ev.data.u64 = (<uint64_t>(x.gen + 1) << 32) | <uint32_t>slot
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, sock, &ev) < 0:
+            raise OSError(errno, "epoll_ctl")
+        self.free_head = x.wheel_next
+        x.gen += 1
+        x.sock = sock
+        x.fd = fd
+        x.size = size
+        x.ctime_ns = ctime_ns
+        x.blksize = blksize
+        x.window = window
+        x.last_block = size // <uint64_t>blksize + 1
+        x.acked = 0
+        x.sent = 0
+        x.retransmits = 0
+        x.rto_initial_ms = max(rto_ms, TICK_MS)
+        x.rto_ms = x.rto_initial_ms
+        x.give_up_ms = give_up_ms
+        if not self.fake_clock:
+            self.now_ms = self.clock()
+        x.started_ms = self.now_ms
+        x.progress_ms = self.now_ms
+        x.deadline_ms = self.now_ms + x.rto_ms
+        memset(&x.peer, 0, sizeof(sockaddr_in))
+        x.peer.sin_family = 2  # AF_INET
+        x.peer.sin_port = ((peer_port & 0xff) << 8) | ((peer_port >> 8) & 0xff)
+        memcpy(&x.peer.sin_addr.s_addr, <const char *>peer_ip4, 4)
+        if oack is not None:
+            memcpy(x.oack, <const char *>oack, len(oack))
+            x.oack_len = len(oack)
+            x.state = XFER_OACK_SENT
+        else:
+            x.oack_len = 0
+            x.state = XFER_SENDING
+        x.wheel_slot = -1
+        self.wheel_insert(slot)
+        self.active_count += 1
+        return slot
+
+    def begin(self, int32_t slot):
+        """Send the transfer's first packet: the OACK, or the first window."""
+        if not 0 <= slot < self.capacity or self.xfers[slot].state == XFER_FREE:
+            raise ValueError("no such transfer")
+        if self.xfers[slot].state == XFER_OACK_SENT:
+            self.send_oack(slot)
+        else:
+            self.send_window(slot)
+
+    def abort(self, int32_t slot):
+        """End one transfer, telling the client (ERROR 0)."""
+        if 0 <= slot < self.capacity and self.xfers[slot].state != XFER_FREE:
+            self.finish(slot, OUT_ABORTED, 0)
+
+    def abort_all(self):
+        cdef int32_t i
+        for i in range(self.capacity):
+            if self.xfers[i].state != XFER_FREE:
+                self.finish(i, OUT_ABORTED, 0)
+
+    def poll(self):
+        """Drain every ready transfer socket. Called when fileno() is readable."""
+        cdef epoll_event *ev = <epoll_event *>self.events
+        cdef int n, i, j, got, rounds
+        cdef int32_t slot
+        cdef uint32_t gen
+        cdef Xfer *x
+        if not self.fake_clock:
+            self.now_ms = self.clock()
+        for rounds in range(4):  # bounded, so timers and new requests get their turn
+            n = epoll_wait(self.epfd, ev, MAX_EVENTS, 0)
+            if n <= 0:
+                return
+            for i in range(n):
+                slot = <int32_t>(ev[i].data.u64 & 0xffffffffu)
+                gen = <uint32_t>(ev[i].data.u64 >> 32)
+                x = &self.xfers[slot]
+                if x.state == XFER_FREE or x.gen != gen:
+                    continue  # ended earlier in this batch
+                got = udpio_recv_batch(x.sock, self.rbufs, RECV_SLOT, RECV_BATCH,
+                                       self.raddrs, self.rlens)
+                for j in range(got):
+                    if x.state == XFER_FREE or x.gen != gen:
+                        break
+                    self.handle_datagram(slot, self.rbufs + j * RECV_SLOT, self.rlens[j],
+                                         &self.raddrs[j])
+            if n < MAX_EVENTS:
+                return
+
+    def tick(self):
+        """Expire due retransmission timers. Called periodically (every TICK_MS)."""
+        cdef int steps = 0
+        cdef int32_t slot, nxt, w
+        if not self.fake_clock:
+            self.now_ms = self.clock()
+        while self.wheel_ms <= self.now_ms and steps < WHEEL_SLOTS:
+            w = (self.wheel_ms // TICK_MS) % WHEEL_SLOTS
+            slot = self.wheel[w]
+            self.wheel[w] = -1
+            while slot >= 0:
+                nxt = self.xfers[slot].wheel_next
+                self.xfers[slot].wheel_slot = -1
+                if self.xfers[slot].deadline_ms <= self.now_ms:
+                    self.on_timeout(slot)
+                if self.xfers[slot].state != XFER_FREE and self.xfers[slot].wheel_slot < 0:
+                    self.wheel_insert(slot)
+                slot = nxt
+            self.wheel_ms += TICK_MS
+            steps += 1
+        if self.wheel_ms <= self.now_ms:  # stalled for more than a rotation: all seen
+            self.wheel_ms = (self.now_ms // TICK_MS + 1) * TICK_MS
+
+    def stats(self):
+        return {
+            "active": self.active_count, "packets_in": self.packets_in,
+            "packets_out": self.packets_out, "bytes_out": self.bytes_out,
+            "retransmits": self.retransmits, "malformed": self.malformed,
+            "strangers": self.strangers, "send_errors": self.send_errors,
+            "transfers_ok": self.transfers_ok, "transfers_failed": self.transfers_failed,
+            "gso": bool(self.gso),
+        }
+
+    # -- per packet: C only
+
+    cdef inline uint64_t clock(self) noexcept:
+        cdef timespec ts
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return <uint64_t>ts.tv_sec * 1000 + <uint64_t>ts.tv_nsec // 1000000
+
+    cdef void wheel_insert(self, int32_t slot) noexcept:
+        # ceil to a wheel slot, so the slot comes round no earlier than the deadline
+        cdef Xfer *x = &self.xfers[slot]
+        cdef uint64_t when = (x.deadline_ms + TICK_MS - 1) // TICK_MS * TICK_MS
+        cdef int32_t w
+        if when < self.wheel_ms:
+            when = self.wheel_ms
+        w = (when // TICK_MS) % WHEEL_SLOTS
+        x.wheel_slot = w
+        x.wheel_prev = -1
+        x.wheel_next = self.wheel[w]
+        if x.wheel_next >= 0:
+            self.xfers[x.wheel_next].wheel_prev = slot
+        self.wheel[w] = slot
+
+    cdef void wheel_remove(self, int32_t slot) noexcept:
+        cdef Xfer *x = &self.xfers[slot]
+        if x.wheel_slot < 0:
+            return
+        if x.wheel_prev >= 0:
+            self.xfers[x.wheel_prev].wheel_next = x.wheel_next
+        else:
+            self.wheel[x.wheel_slot] = x.wheel_next
+        if x.wheel_next >= 0:
+            self.xfers[x.wheel_next].wheel_prev = x.wheel_prev
+        x.wheel_slot = -1
+
+    cdef int send_oack(self, int32_t slot) noexcept:
+        cdef Xfer *x = &self.xfers[slot]
+        if sendto(x.sock, x.oack, x.oack_len, 0, &x.peer, sizeof(sockaddr_in)) < 0:
+            self.send_errors += 1
+        else:
+            self.packets_out += 1
+        x.deadline_ms = self.now_ms + x.rto_ms
+        return 0
+
+    cdef int send_window(self, int32_t slot) noexcept:
+        """Send blocks acked+1 .. acked+window; retransmits what was sent before."""
+        cdef Xfer *x = &self.xfers[slot]
+        cdef uint64_t first = x.acked + 1, last = x.acked + x.window, b, blk
+        cdef size_t seg = x.blksize + HEADER_LEN, total, blen = 0
+        cdef int per_chunk, nseg, i, r
+        cdef iovec iov[GSO_MAX_SEGMENTS]
+        cdef struct_stat st
+        cdef char *p
+        if last > x.last_block:
+            last = x.last_block
+        if first > last:
+            return 0
+        # A truncated or rewritten file ends the transfer with an ERROR rather than
+        # sending a mix of old and new content (docs/tftp.md).
+        if fstat(x.fd, &st) < 0 or <uint64_t>st.st_size != x.size or \
+                <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec != x.ctime_ns:
+            self.finish(slot, OUT_FILE_CHANGED, 0)
+            return -1
+        per_chunk = GSO_MAX_BYTES // seg
+        if per_chunk > GSO_MAX_SEGMENTS:
+            per_chunk = GSO_MAX_SEGMENTS
+        if per_chunk < 1:
+            per_chunk = 1
+        if x.sent >= first:
+            self.retransmits += (x.sent if x.sent < last else last) - first + 1
+            x.retransmits += <uint32_t>((x.sent if x.sent < last else last) - first + 1)
+        b = first
+        while b <= last:
+            nseg = <int>(last - b + 1) if last - b + 1 < <uint64_t>per_chunk else per_chunk
+            total = 0
+            for i in range(nseg):
+                blk = b + <uint64_t>i
+                blen = x.blksize if blk < x.last_block else x.size - (x.last_block - 1) * x.blksize
+                p = self.scratch + <size_t>i * seg
+                store16(p, OP_DATA)
+                store16(p + 2, <uint16_t>(blk & 0xffff))  # rolls over 65535 -> 0
+                iov[i].iov_base = p + HEADER_LEN
+                iov[i].iov_len = blen
+                total += blen
+            if total:
+                r = preadv(x.fd, iov, nseg, <int64_t>((b - 1) * x.blksize))
+                if r < 0 or <size_t>r != total:
+                    self.finish(slot, OUT_FILE_CHANGED, 0)
+                    return -1
+            r = udpio_send_segments(x.sock, &x.peer, self.scratch, seg, nseg,
+                                    blen + HEADER_LEN, self.gso)
+            if r == -EIO and self.gso:
+                # a device without checksum offload refuses GSO: fall back for good
+                self.gso = 0
+                r = udpio_send_segments(x.sock, &x.peer, self.scratch, seg, nseg,
+                                        blen + HEADER_LEN, 0)
+            if r < 0:
+                self.send_errors += 1  # treated as loss: the timer resends
+                break
+            self.packets_out += <uint64_t>r
+            self.bytes_out += total
+            if r < nseg:
+                break
+            b += <uint64_t>nseg
+        if last > x.sent:
+            x.sent = last
+        x.deadline_ms = self.now_ms + x.rto_ms
+        return 0
+
+    cdef void on_ack(self, int32_t slot, uint16_t block) noexcept:
+        cdef Xfer *x = &self.xfers[slot]
+        cdef uint64_t a
+        if x.state == XFER_OACK_SENT:
+            if block != 0:
+                self.malformed += 1
+                return
+            x.state = XFER_SENDING
+            a = 0
+        else:
+            # the 16-bit number taken as the nearest absolute block at or after acked
+            a = x.acked + <uint16_t>(block - <uint16_t>(x.acked & 0xffff))
+            if a <= x.acked or a > x.sent:
+                return  # duplicate or stale: never doubles the sending (RFC 1350 errata)
+        x.acked = a
+        x.progress_ms = self.now_ms
+        x.rto_ms = x.rto_initial_ms
+        if a == x.last_block:
+            self.finish(slot, OUT_OK, 0)
+            return
+        # the end of a window sends the next one; an ACK inside the window means the
+        # client missed the block after it: resend from there (RFC 7440 section 4)
+        self.send_window(slot)
+
+    cdef void on_timeout(self, int32_t slot) noexcept:
+        cdef Xfer *x = &self.xfers[slot]
+        if self.now_ms - x.progress_ms >= x.give_up_ms:
+            self.finish(slot, OUT_TIMEOUT, 0)
+            return
+        x.rto_ms = x.rto_ms * 2 if x.rto_ms * 2 < MAX_RTO_MS else MAX_RTO_MS
+        if x.state == XFER_OACK_SENT:
+            self.retransmits += 1
+            x.retransmits += 1
+            self.send_oack(slot)
+        else:
+            self.send_window(slot)
+
+    cdef void send_error_to(self, int sock, sockaddr_in *dst, uint16_t code,
+                            const char *msg) noexcept:
+        cdef char pkt[128]
+        cdef size_t n = strlen(msg)
+        if n > sizeof(pkt) - HEADER_LEN - 1:
+            n = sizeof(pkt) - HEADER_LEN - 1
+        store16(pkt, OP_ERROR)
+        store16(pkt + 2, code)
+        memcpy(pkt + HEADER_LEN, msg, n)
+        pkt[HEADER_LEN + n] = 0
+        if sendto(sock, pkt, HEADER_LEN + n + 1, 0, dst, sizeof(sockaddr_in)) < 0:
+            self.send_errors += 1
+        else:
+            self.packets_out += 1
+
+    cdef void handle_datagram(self, int32_t slot, const char *pkt, int n,
+                              sockaddr_in *src) noexcept:
+        cdef Xfer *x = &self.xfers[slot]
+        cdef uint16_t op, code
+        self.packets_in += 1
+        if n >= 0 and (src.sin_port != x.peer.sin_port
+                       or src.sin_addr.s_addr != x.peer.sin_addr.s_addr):
+            # RFC 1350 section 4: a stranger gets ERROR 5; the transfer goes on
+            self.strangers += 1
+            self.send_error_to(x.sock, src, ERR_UNKNOWN_TID, b"Unknown transfer ID")
+            return
+        if n < HEADER_LEN:
+            self.malformed += 1
+            return
+        op = load16(pkt)
+        if op == OP_ACK:
+            self.on_ack(slot, load16(pkt + 2))
+        elif op == OP_ERROR:
+            code = load16(pkt + 2)
+            if x.state == XFER_OACK_SENT and code == ERR_OPTION:
+                self.finish(slot, OUT_TSIZE_PROBE, code)
+            else:
+                self.finish(slot, OUT_CLIENT_ERROR, code)
+        else:
+            self.malformed += 1
+
+    cdef void finish(self, int32_t slot, int outcome, int code) noexcept:
+        cdef Xfer *x = &self.xfers[slot]
+        cdef uint64_t done_bytes = x.acked * x.blksize
+        if done_bytes > x.size:
+            done_bytes = x.size
+        if outcome == OUT_FILE_CHANGED:
+            self.send_error_to(x.sock, &x.peer, ERR_UNDEFINED, b"file changed during transfer")
+        elif outcome == OUT_ABORTED:
+            self.send_error_to(x.sock, &x.peer, ERR_UNDEFINED, b"transfer aborted by server")
+        if outcome == OUT_OK or outcome == OUT_TSIZE_PROBE:
+            self.transfers_ok += 1
+        else:
+            self.transfers_failed += 1
+        self.wheel_remove(slot)
+        epoll_ctl(self.epfd, EPOLL_CTL_DEL, x.sock, NULL)
+        close(x.sock)
+        x.sock = -1
+        x.state = XFER_FREE
+        x.wheel_next = self.free_head
+        self.free_head = slot
+        self.active_count -= 1
+        self.on_done(slot, OUTCOMES[outcome], code, done_bytes, x.retransmits,
+                     self.now_ms - x.started_ms)
