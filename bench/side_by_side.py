@@ -165,13 +165,14 @@ def markdown(result: dict) -> str:
         for server, d in rows.items():
             m = d.get("median")
             if not m:
-                L.append(f"| {sc['id']} | {server} | error: {d.get('error', '?')[:80]} |"
-                         + " |" * 10)
+                err = (d.get("error") or "?").split(" | ")[-1].strip().replace("|", "/")
+                L.append(f"| {sc['id']} | {server} | error: {err[:160]} |" + " |" * 10)
                 continue
             L.append("| " + " | ".join([
                 sc["id"], server, fmt(m["transfers_per_s"]), fmt(m["mb_per_s"]),
                 fmt(m["p50_ms"]), fmt(m["p99_ms"]), fmt(m["failed"]), fmt(m["cpu_s_per_gb"], 2),
-                fmt(m["client_cpu_s"], 2), fmt(m["windowsize_granted"]),
+                fmt(m["client_cpu_s"], 2),
+                fmt(int(m["windowsize_granted"])) if m["windowsize_granted"] is not None else "-",
                 ratio(m[key], base[key]) if base else "-",
                 ratio(m["cpu_s_per_gb"], base["cpu_s_per_gb"]) if base else "-",
             ]) + " |")
