@@ -1,0 +1,5 @@
+import sys
+
+from bootstorm.cli import main
+
+sys.exit(main())

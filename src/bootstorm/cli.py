@@ -1,0 +1,193 @@
+"""The `bootstorm` command: serve, get."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import signal
+import sys
+
+import msgspec
+
+from bootstorm.config import TftpConfig
+from bootstorm.errors import TftpError
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and not host.endswith(":"):
+        return host.strip("[]"), int(port)
+    return text.strip("[]"), default_port
+
+
+def _raise_nofile() -> int:
+    """Every transfer holds a socket: take the hard open-file limit where allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > 1 << 20:
+        hard = 1 << 20
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def _tftp_config(args) -> TftpConfig:
+    return TftpConfig(
+        root=os.path.abspath(args.tftp_root), listen=args.listen, port=args.tftp_port,
+        blksize_max=args.blksize_max, window_bytes_max=args.window_bytes_max,
+        max_transfers=args.max_transfers, retransmit_timeout=args.retransmit_timeout,
+        give_up_timeout=args.give_up_timeout, no_blocksize=args.no_blocksize,
+        lowercase=args.lowercase)
+
+
+def cmd_serve(args) -> int:
+    import uvloop
+
+    from bootstorm._native import tftp as native
+    from bootstorm.log import Log
+    from bootstorm.tftp import TftpServer
+
+    log = Log(args.log_format)
+    try:
+        config = _tftp_config(args)
+    except (ValueError, msgspec.ValidationError) as exc:
+        print(f"bootstorm: bad option: {exc}", file=sys.stderr)
+        return 2
+    if not os.path.isdir(config.root):
+        print(f"bootstorm: --tftp-root {config.root}: not a directory", file=sys.stderr)
+        return 2
+    nofile = _raise_nofile()
+    workers = max(1, args.workers)
+    children = []
+    for _ in range(workers - 1):  # SO_REUSEPORT: the kernel spreads requests over workers
+        pid = os.fork()
+        if pid == 0:
+            children = None
+            break
+        children.append(pid)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            server = TftpServer(config, log, reuse_port=workers > 1)
+        except OSError as exc:
+            print(f"bootstorm: cannot listen on {config.listen}:{config.port}: {exc.strerror}",
+                  file=sys.stderr)
+            raise SystemExit(1)
+        server.start(loop)
+        host, port = server.address
+        if children is not None:
+            print(f"bootstorm: TFTP listening on {host}:{port}, serving {config.root} "
+                  f"(workers {workers}, max transfers {config.max_transfers} each, "
+                  f"open files {nofile}, UDP GSO {'on' if server.engine.uses_gso else 'off'}, "
+                  f"openat2 {'yes' if native.have_openat2() else 'no, component walk'})",
+                  file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        server.close()
+        log.event("tftp-stats", **server.stats())
+
+    try:
+        uvloop.run(run())
+    finally:
+        for pid in children or ():
+            try:
+                os.kill(pid, signal.SIGTERM)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    return 0
+
+
+def cmd_get(args) -> int:
+    from bootstorm.client import fetch
+
+    host, port = _host_port(args.server, 69)
+    target = args.output or os.path.basename(args.file.replace("\\", "/")) or "download"
+    show = sys.stderr.isatty() and not args.quiet
+
+    def progress(received, total):
+        if total:
+            sys.stderr.write(f"\r{args.file}: {received}/{total} bytes ({100 * received // max(total, 1)}%)")
+        else:
+            sys.stderr.write(f"\r{args.file}: {received} bytes")
+
+    kw = dict(blksize=args.blksize, windowsize=args.windowsize, tsize=args.tsize,
+              mode="netascii" if args.netascii else "octet", timeout=args.timeout,
+              progress=progress if show else None)
+    try:
+        if target == "-":
+            result = fetch(host, port, args.file, sys.stdout.buffer, **kw)
+        else:
+            from bootstorm.client import fetch_to_path
+            result = fetch_to_path(host, port, args.file, target, **kw)
+    except TftpError as exc:
+        print(f"{chr(10) if show else ''}bootstorm get: server error {exc.code}: {exc.message}",
+              file=sys.stderr)
+        return 1
+    except (TimeoutError, OSError) as exc:
+        print(f"{chr(10) if show else ''}bootstorm get: {exc}", file=sys.stderr)
+        return 1
+    if show:
+        sys.stderr.write("\n")
+    if not args.quiet:
+        rate = result.size / result.seconds / 1e6 if result.seconds else 0.0
+        print(f"bootstorm get: {args.file}: {result.size} bytes in {result.seconds:.3f} s "
+              f"({rate:.1f} MB/s, blksize {result.blksize}, windowsize {result.windowsize})",
+              file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bootstorm", description="Network-boot server: TFTP for boot storms.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve files over TFTP")
+    d = TftpConfig.__struct_defaults__
+    f = dict(zip(TftpConfig.__struct_fields__[-len(d):], d))
+    s.add_argument("--tftp-root", required=True, metavar="DIR", help="directory to serve (read-only)")
+    s.add_argument("--listen", default=f["listen"], metavar="ADDR", help="IPv4 address to listen on (default all)")
+    s.add_argument("--tftp-port", type=int, default=f["port"], metavar="PORT", help="UDP port (default 69; 0 picks a free one)")
+    s.add_argument("--blksize-max", type=int, default=f["blksize_max"], metavar="N",
+                   help="largest blksize granted (default: interface MTU - 32)")
+    s.add_argument("--window-bytes-max", type=int, default=f["window_bytes_max"], metavar="N",
+                   help="largest windowsize * blksize granted (default %(default)s)")
+    s.add_argument("--max-transfers", type=int, default=f["max_transfers"], metavar="N",
+                   help="concurrent transfers per worker (default %(default)s)")
+    s.add_argument("--retransmit-timeout", type=float, default=f["retransmit_timeout"], metavar="S",
+                   help="first retransmission timeout, doubled per retry (default %(default)s s)")
+    s.add_argument("--give-up-timeout", type=float, default=f["give_up_timeout"], metavar="S",
+                   help="abandon a transfer without progress for this long (default %(default)s s)")
+    s.add_argument("--no-blocksize", action="store_true", help="refuse the blksize option (dnsmasq tftp-no-blocksize)")
+    s.add_argument("--lowercase", action="store_true", help="map file names to lower case (dnsmasq tftp-lowercase)")
+    s.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")
+    s.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines on stderr")
+    s.set_defaults(func=cmd_serve)
+
+    g = sub.add_parser("get", help="download a file over TFTP")
+    g.add_argument("server", metavar="HOST[:PORT]")
+    g.add_argument("file")
+    g.add_argument("-o", "--output", metavar="OUT", help="where to write (default: the file's base name; - for stdout)")
+    g.add_argument("--blksize", type=int, metavar="N")
+    g.add_argument("--windowsize", type=int, metavar="N")
+    g.add_argument("--tsize", action="store_true", help="ask for the size (shows a percentage)")
+    g.add_argument("--netascii", action="store_true", help="netascii mode instead of octet")
+    g.add_argument("--timeout", type=float, default=1.0, metavar="S", help="retransmission timeout")
+    g.add_argument("-q", "--quiet", action="store_true")
+    g.set_defaults(func=cmd_get)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

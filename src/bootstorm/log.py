@@ -1,0 +1,32 @@
+"""Log lines on stderr: plain text or one JSON object per line."""
+from __future__ import annotations
+
+import sys
+import time
+
+import msgspec
+
+_json = msgspec.json.Encoder()
+
+
+class Log:
+    def __init__(self, fmt: str = "text", stream=None):
+        if fmt not in ("text", "json"):
+            raise ValueError(f"unknown log format {fmt!r}")
+        self.json = fmt == "json"
+        self.stream = stream or sys.stderr
+
+    def event(self, event: str, message: str = "", **fields) -> None:
+        if self.json:
+            record = {"time": round(time.time(), 3), "event": event, **fields}
+            if message:
+                record["message"] = message
+            line = _json.encode(record).decode()
+        else:
+            parts = [time.strftime("%Y-%m-%dT%H:%M:%S"), event]
+            if message:
+                parts.append(message)
+            parts += [f"{k}={v}" for k, v in fields.items()]
+            line = " ".join(parts)
+        self.stream.write(line + "\n")
+        self.stream.flush()

@@ -1,0 +1,273 @@
+"""TFTP service: the :69 listener, admission (path jail, shared open files, option
+negotiation) and the glue to the native engine, which runs every DATA/ACK exchange."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import stat
+import struct
+
+from bootstorm._native import tftp as native
+from bootstorm.config import TftpConfig
+from bootstorm.errors import TftpError
+from bootstorm.log import Log
+
+OP_WRQ = 2
+TICK_S = 0.01  # the engine's timer wheel resolution
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
+IP_PKTINFO_LEN = 12  # struct in_pktinfo: ifindex, spec_dst, addr
+REQUESTS_PER_WAKEUP = 64  # bounded, so transfers in flight keep their turn
+HEADERS_LEN = 32  # IP 20 + UDP 8 + TFTP 4: blksize that fits the MTU (dnsmasq's rule)
+
+# errno -> (TFTP code, message), dnsmasq's choices where the RFC leaves room
+_OPEN_ERRORS = {
+    errno.ENOENT: (1, "file not found"),
+    errno.ENOTDIR: (1, "file not found"),
+    errno.ENAMETOOLONG: (1, "file not found"),
+    errno.EXDEV: (2, "access violation: outside the TFTP root"),
+    errno.ELOOP: (2, "access violation: outside the TFTP root"),
+    errno.EACCES: (2, "access violation: permission denied"),
+    errno.EPERM: (2, "access violation: permission denied"),
+}
+
+
+def netascii(data: bytes) -> bytes:
+    """RFC 1350 / RFC 764 netascii: CR -> CR NUL, then LF -> CR LF."""
+    return data.replace(b"\r", b"\r\x00").replace(b"\n", b"\r\n")
+
+
+class _Transfer:
+    __slots__ = ("client", "filename", "blksize", "window", "file_key", "fd")
+
+    def __init__(self, client, filename, blksize, window, file_key, fd):
+        self.client = client
+        self.filename = filename
+        self.blksize = blksize
+        self.window = window
+        self.file_key = file_key
+        self.fd = fd
+
+
+class TftpServer:
+    """One process's TFTP service on one listening address."""
+
+    def __init__(self, config: TftpConfig, log: Log, *, reuse_port: bool = False):
+        self.config = config
+        self.log = log
+        self.rootfd = os.open(config.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.engine = native.Engine(config.max_transfers, self._on_done)
+        self.transfers: list[_Transfer | None] = [None] * config.max_transfers
+        self.by_client: dict[tuple[str, int], int] = {}  # a retransmitted RRQ starts nothing
+        self.files: dict[tuple, list] = {}  # (dev, ino, size, ctime) -> [fd, users]
+        self.mtu_blksize: dict[int, int] = {}
+        self.requests_refused = 0
+        self.requests_malformed = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self.sock.bind((config.listen, config.port))
+        self.sock.setblocking(False)
+        self.address = self.sock.getsockname()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle = None
+
+    # -- lifecycle
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._on_requests)
+        loop.add_reader(self.engine.fileno(), self.engine.poll)
+        self._tick_handle = loop.call_later(TICK_S, self._tick)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop.remove_reader(self.engine.fileno())
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+        self.engine.abort_all()
+        self.sock.close()
+        os.close(self.rootfd)
+
+    def _tick(self) -> None:
+        self.engine.tick()
+        self._tick_handle = self._loop.call_later(TICK_S, self._tick)
+
+    def stats(self) -> dict:
+        return {**self.engine.stats(), "requests_refused": self.requests_refused,
+                "requests_malformed": self.requests_malformed, "open_files": len(self.files)}
+
+    # -- requests on :69
+
+    def _on_requests(self) -> None:
+        for _ in range(REQUESTS_PER_WAKEUP):
+            try:
+                data, ancdata, _flags, client = self.sock.recvmsg(
+                    2048, socket.CMSG_SPACE(IP_PKTINFO_LEN))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP errors surfacing on the socket
+                self.log.event("tftp-socket-error", str(exc))
+                return
+            ifindex, local_ip = 0, self.address[0]
+            for level, kind, value in ancdata:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                    ifindex, spec_dst, _dst = struct.unpack("I4s4s", value[:IP_PKTINFO_LEN])
+                    local_ip = socket.inet_ntoa(spec_dst)
+            try:
+                self._request(data, client, local_ip, ifindex)
+            except TftpError as err:
+                self.requests_refused += 1
+                self._send_error(client, err)
+
+    def _send_error(self, client, err: TftpError) -> None:
+        self.log.event("tftp-refused", err.message, client=f"{client[0]}:{client[1]}", code=err.code)
+        try:
+            self.sock.sendto(native.build_error(err.code, err.message), client)
+        except OSError:
+            pass
+
+    def _request(self, data: bytes, client, local_ip: str, ifindex: int) -> None:
+        try:
+            req = native.parse_request(data)
+        except TftpError:
+            self.requests_malformed += 1
+            raise
+        if req is None:  # not a request: dropped, never answered
+            self.requests_malformed += 1
+            return
+        opcode, filename, mode, options = req
+        if client in self.by_client:
+            return  # the client retransmitted its RRQ: its transfer is already running
+        if opcode == OP_WRQ:
+            raise TftpError(4, "write requests are refused: this server is read-only")
+        if self.engine.active >= self.config.max_transfers:
+            raise TftpError(0, "server busy: too many transfers, try again later")
+        fd, size, ctime_ns, file_key = self._open(filename, mode == "netascii")
+        try:
+            blksize, window, timeout, oack = native.negotiate(
+                options, size, netascii=mode == "netascii",
+                blksize_max=self._blksize_max(ifindex),
+                window_bytes_max=self.config.window_bytes_max,
+                allow_blksize=not self.config.no_blocksize)
+            sock = self._transfer_socket(local_ip, window * (blksize + 4))
+        except BaseException:
+            self._release(file_key, fd)
+            raise
+        rto_ms = timeout * 1000 if timeout else int(self.config.retransmit_timeout * 1000)
+        try:
+            slot = self.engine.start(
+                sock.fileno(), fd, socket.inet_aton(client[0]), client[1], size, ctime_ns,
+                blksize, window, rto_ms, int(self.config.give_up_timeout * 1000), oack)
+        except BaseException:
+            sock.close()
+            self._release(file_key, fd)
+            raise
+        sock.detach()  # the engine owns and closes it
+        self.transfers[slot] = _Transfer(client, filename, blksize, window, file_key, fd)
+        self.by_client[client] = slot
+        self.engine.begin(slot)
+
+    def _transfer_socket(self, local_ip: str, window_bytes: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            # room for a whole window in the send buffer (SO_SNDBUFFORCE needs root)
+            want = max(2 * window_bytes, 64 * 1024)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 32, want)  # SO_SNDBUFFORCE
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
+            sock.bind((local_ip, 0))  # a fresh port: the transfer's TID (RFC 1350 section 4)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _blksize_max(self, ifindex: int) -> int:
+        if self.config.blksize_max:
+            return self.config.blksize_max
+        cached = self.mtu_blksize.get(ifindex)
+        if cached is None:
+            cached = 65464
+            try:
+                name = socket.if_indextoname(ifindex)
+                with open(f"/sys/class/net/{name}/mtu") as f:
+                    cached = max(512, min(65464, int(f.read()) - HEADERS_LEN))
+            except (OSError, ValueError):
+                cached = 1468  # unknown interface: assume Ethernet
+            self.mtu_blksize[ifindex] = cached
+        return cached
+
+    # -- files
+
+    def _open(self, filename: str, as_netascii: bool):
+        """Resolve and open a requested file: (fd, size, ctime_ns, cache key or None)."""
+        name = filename.replace("\\", "/")  # DOS-style paths from old firmware
+        if self.config.lowercase:
+            name = name.lower()
+        name = name.lstrip("/")  # a leading / means the TFTP root, as in dnsmasq
+        if not name:
+            raise TftpError(0, "is a directory")
+        try:
+            fd = native.open_beneath(self.rootfd, name)
+        except OSError as exc:
+            code, message = _OPEN_ERRORS.get(exc.errno, (0, os.strerror(exc.errno or 0)))
+            raise TftpError(code, message) from None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise TftpError(0, "is a directory")
+            if not stat.S_ISREG(st.st_mode):
+                raise TftpError(2, "access violation: not a regular file")
+            if as_netascii:
+                return self._netascii(fd, st.st_size)
+        except BaseException:
+            os.close(fd)
+            raise
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
+        shared = self.files.get(key)
+        if shared is not None:  # one open file for every transfer of it (mass boot)
+            os.close(fd)
+            shared[1] += 1
+            return shared[0], st.st_size, st.st_ctime_ns, key
+        self.files[key] = [fd, 1]
+        return fd, st.st_size, st.st_ctime_ns, key
+
+    def _netascii(self, fd: int, size: int):
+        """Netascii changes lengths, so the converted text is served from a memfd."""
+        if size > self.config.netascii_max_bytes:
+            raise TftpError(0, "file too large for netascii mode")
+        text = netascii(os.pread(fd, size, 0))
+        os.close(fd)
+        mfd = os.memfd_create("bootstorm-netascii", os.MFD_CLOEXEC)
+        os.write(mfd, text)
+        return mfd, len(text), os.fstat(mfd).st_ctime_ns, None
+
+    def _release(self, key, fd: int) -> None:
+        if key is None:
+            os.close(fd)
+            return
+        shared = self.files[key]
+        shared[1] -= 1
+        if shared[1] == 0:
+            del self.files[key]
+            os.close(fd)
+
+    # -- called by the engine once per finished transfer
+
+    def _on_done(self, slot, outcome, code, nbytes, retransmits, elapsed_ms) -> None:
+        t = self.transfers[slot]
+        self.transfers[slot] = None
+        del self.by_client[t.client]
+        self._release(t.file_key, t.fd)
+        fields = dict(client=f"{t.client[0]}:{t.client[1]}", file=t.filename, bytes=nbytes,
+                      seconds=round(elapsed_ms / 1000, 3), blksize=t.blksize,
+                      windowsize=t.window, outcome=outcome, retransmits=retransmits)
+        if code:
+            fields["error_code"] = code
+        self.log.event("tftp-transfer", **fields)
