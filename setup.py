@@ -39,7 +39,7 @@ def native(name, c_sources=()):
 
 setup(
     ext_modules=cythonize(
-        [native("tftp", ["ext/udpio.c", "ext/fsopen.c"])],
+        [native("tftp", ["ext/udpio.c", "ext/fsopen.c"]), native("dhcp")],
         compiler_directives=directives,
         annotate=DEBUG,
     ),

@@ -15,3 +15,7 @@ class TftpError(Exception):
 
 class ConfigError(Exception):
     """A configuration that cannot be used; the message names where and why."""
+
+
+class DhcpError(ValueError):
+    """A malformed DHCP message: dropped and counted, never answered."""

@@ -1,0 +1,49 @@
+"""DHCP/BOOTP codec with PXE options (Cython). RFC 2131, 2132, 3396, 3004, 4578; PXE 2.1."""
+
+MAGIC_COOKIE: bytes
+
+class Packet:
+    op: int
+    htype: int
+    hlen: int
+    hops: int
+    secs: int
+    flags: int
+    xid: int
+    ciaddr: bytes
+    yiaddr: bytes
+    siaddr: bytes
+    giaddr: bytes
+    chaddr: bytes
+    sname: bytes
+    file: bytes
+    options: dict[int, bytes]
+    order: list[int]
+    @property
+    def message_type(self) -> int: ...
+    @property
+    def mac(self) -> bytes: ...
+    @property
+    def vendor_class(self) -> str: ...
+    @property
+    def arch(self) -> int:
+        """RFC 4578 architecture, -1 when absent."""
+    @property
+    def uuid(self) -> bytes | None: ...
+    @property
+    def user_classes(self) -> list[str]: ...
+    @property
+    def pxe_suboptions(self) -> dict[int, bytes]: ...
+    @property
+    def boot_item(self) -> tuple[int, int] | None:
+        """(boot server type, layer) of PXE sub-option 71."""
+
+def parse(data: bytes) -> Packet:
+    """Decode a DHCP message; DhcpError when malformed."""
+
+def parse_suboptions(raw: bytes) -> dict[int, bytes]: ...
+def encode_suboptions(items: list[tuple[int, bytes]]) -> bytes: ...
+def build(request: Packet, op: int, *, ciaddr: bytes = ..., yiaddr: bytes = ..., siaddr: bytes = ...,
+          flags: int = ..., sname: bytes = ..., file: bytes = ...,
+          options: list[tuple[int, bytes]] | None = ...) -> bytes:
+    """A reply to `request`, padded to 300 bytes (RFC 1542)."""
