@@ -11,7 +11,7 @@ import sys
 import msgspec
 
 from bootstorm.config import TftpConfig
-from bootstorm.errors import TftpError
+from bootstorm.errors import ConfigError, TftpError
 
 
 def _host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -35,33 +35,47 @@ def _raise_nofile() -> int:
     return soft
 
 
-def _tftp_config(args) -> TftpConfig:
-    return TftpConfig(
-        root=os.path.abspath(args.tftp_root), listen=args.listen, port=args.tftp_port,
-        blksize_max=args.blksize_max, window_bytes_max=args.window_bytes_max,
-        max_transfers=args.max_transfers, retransmit_timeout=args.retransmit_timeout,
-        give_up_timeout=args.give_up_timeout, no_blocksize=args.no_blocksize,
-        lowercase=args.lowercase)
+def _config(args):
+    """The Config to run: a TOML file, or the command-line options alone."""
+    from bootstorm.config import Config, load
+
+    if args.config:
+        config = load(args.config)
+    elif args.tftp_root:
+        config = Config(tftp=TftpConfig(
+            root=args.tftp_root, listen=args.listen, port=args.tftp_port,
+            blksize_max=args.blksize_max, window_bytes_max=args.window_bytes_max,
+            max_transfers=args.max_transfers, retransmit_timeout=args.retransmit_timeout,
+            give_up_timeout=args.give_up_timeout, no_blocksize=args.no_blocksize,
+            lowercase=args.lowercase))
+    else:
+        raise ConfigError("nothing to serve: give --tftp-root DIR or --config FILE")
+    if args.no_tftp:
+        config = msgspec.structs.replace(config, tftp=None)
+    if args.no_dhcp:
+        config = msgspec.structs.replace(config, dhcp=None)
+    if config.tftp is None and config.dhcp is None:
+        raise ConfigError("nothing to serve: both TFTP and ProxyDHCP are off")
+    if config.tftp is not None:
+        root = os.path.abspath(config.tftp.root)
+        if not os.path.isdir(root):
+            raise ConfigError(f"TFTP root {root}: not a directory")
+        config = msgspec.structs.replace(config, tftp=msgspec.structs.replace(config.tftp, root=root))
+    return config
 
 
-def cmd_serve(args) -> int:
+def run_services(config, log_format: str = "text", workers: int = 1) -> int:
+    """Run TFTP and ProxyDHCP as configured until SIGINT/SIGTERM."""
     import uvloop
 
     from bootstorm._native import tftp as native
     from bootstorm.log import Log
+    from bootstorm.proxydhcp import ProxyDhcpServer
     from bootstorm.tftp import TftpServer
 
-    log = Log(args.log_format)
-    try:
-        config = _tftp_config(args)
-    except (ValueError, msgspec.ValidationError) as exc:
-        print(f"bootstorm: bad option: {exc}", file=sys.stderr)
-        return 2
-    if not os.path.isdir(config.root):
-        print(f"bootstorm: --tftp-root {config.root}: not a directory", file=sys.stderr)
-        return 2
+    log = Log(log_format)
     nofile = _raise_nofile()
-    workers = max(1, args.workers)
+    workers = max(1, workers)
     children = []
     for _ in range(workers - 1):  # SO_REUSEPORT: the kernel spreads requests over workers
         pid = os.fork()
@@ -69,29 +83,50 @@ def cmd_serve(args) -> int:
             children = None
             break
         children.append(pid)
+    lead = children is not None
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
+        services = []
         try:
-            server = TftpServer(config, log, reuse_port=workers > 1)
+            if config.tftp is not None:
+                tftp = TftpServer(config.tftp, log, reuse_port=workers > 1)
+                services.append(tftp)
+            if config.dhcp is not None and lead:  # a few packets per client: one process
+                services.append(ProxyDhcpServer(config.dhcp, log))
         except OSError as exc:
-            print(f"bootstorm: cannot listen on {config.listen}:{config.port}: {exc.strerror}",
-                  file=sys.stderr)
+            print(f"bootstorm: cannot listen: {exc.strerror}"
+                  f"{' (ports below 1024 need root)' if exc.errno == 13 else ''}", file=sys.stderr)
+            for s in services:
+                s.close()
             raise SystemExit(1)
-        server.start(loop)
-        host, port = server.address
-        if children is not None:
-            print(f"bootstorm: TFTP listening on {host}:{port}, serving {config.root} "
-                  f"(workers {workers}, max transfers {config.max_transfers} each, "
-                  f"open files {nofile}, UDP GSO {'on' if server.engine.uses_gso else 'off'}, "
-                  f"openat2 {'yes' if native.have_openat2() else 'no, component walk'})",
-                  file=sys.stderr, flush=True)
+        for s in services:
+            s.start(loop)
+            if not lead:
+                continue
+            if isinstance(s, TftpServer):
+                host, port = s.address
+                print(f"bootstorm: TFTP listening on {host}:{port}, serving {config.tftp.root} "
+                      f"(workers {workers}, max transfers {config.tftp.max_transfers} each, "
+                      f"open files {nofile}, UDP GSO {'on' if s.engine.uses_gso else 'off'}, "
+                      f"openat2 {'yes' if native.have_openat2() else 'no, component walk'})",
+                      file=sys.stderr, flush=True)
+            else:
+                ports = ", ".join(f"{h}:{p}" for h, p in s.addresses)
+                state = "answering" if s.policy.enabled else "silent (no PXE service or prompt configured)"
+                print(f"bootstorm: ProxyDHCP listening on {ports}, {state}, "
+                      f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files",
+                      file=sys.stderr, flush=True)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        server.close()
-        log.event("tftp-stats", **server.stats())
+        for s in services:
+            s.close()
+            if isinstance(s, TftpServer):
+                log.event("tftp-stats", **s.stats())
+            else:
+                log.event("dhcp-stats", **s.counters)
 
     try:
         uvloop.run(run())
@@ -103,6 +138,15 @@ def cmd_serve(args) -> int:
             except OSError:
                 pass
     return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        config = _config(args)
+    except (ConfigError, ValueError, msgspec.ValidationError) as exc:
+        print(f"bootstorm: {exc}", file=sys.stderr)
+        return 2
+    return run_services(config, args.log_format, args.workers)
 
 
 def cmd_get(args) -> int:
@@ -151,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve files over TFTP")
     d = TftpConfig.__struct_defaults__
     f = dict(zip(TftpConfig.__struct_fields__[-len(d):], d))
-    s.add_argument("--tftp-root", required=True, metavar="DIR", help="directory to serve (read-only)")
+    s.add_argument("--config", metavar="FILE", help="TOML configuration (TFTP and ProxyDHCP)")
+    s.add_argument("--tftp-root", metavar="DIR", help="directory to serve over TFTP (read-only)")
+    s.add_argument("--no-tftp", action="store_true", help="switch the TFTP service off")
+    s.add_argument("--no-dhcp", action="store_true", help="switch the ProxyDHCP service off")
     s.add_argument("--listen", default=f["listen"], metavar="ADDR", help="IPv4 address to listen on (default all)")
     s.add_argument("--tftp-port", type=int, default=f["port"], metavar="PORT", help="UDP port (default 69; 0 picks a free one)")
     s.add_argument("--blksize-max", type=int, default=f["blksize_max"], metavar="N",

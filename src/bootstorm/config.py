@@ -36,3 +36,114 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
         for ok, why in checks:
             if not ok:
                 raise ValueError(why)
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="kebab"):
+    pass
+
+
+class TagRule(_Section):
+    """Sets tag `set` on a client that meets every condition given (dnsmasq dhcp-vendorclass,
+    dhcp-userclass, dhcp-mac, dhcp-match, tag-if)."""
+
+    set: str
+    vendor_class: str | None = None  # substring of option 60
+    user_class: str | None = None  # substring of one of the user classes (option 77)
+    mac: str | None = None  # aa:bb:cc:*:*:*, '*' matches any byte
+    arch: list[int] | None = None  # RFC 4578 client architectures (option 93)
+    option: int | None = None  # the client sent this option...
+    value: str | None = None  # ...with this value (a number, or text)
+    tags: list[str] = []  # tag-if: all these tags set ('!name' = not set)
+
+
+class PxeService(_Section):
+    """A PXE boot menu entry (dnsmasq pxe-service). `file` is the basename: clients get
+    `file.LAYER` unless it contains a dot."""
+
+    arch: int | str  # RFC 4578 number, or a dnsmasq CSA name such as "x86PC"
+    menu: str
+    file: str | None = None
+    type: int = 0  # boot server type; 0 = local boot; given to `file` services when 0
+    server: str | None = None  # boot server address
+    server_name: str | None = None
+    tags: list[str] = []
+
+
+    def __post_init__(self) -> None:
+        from bootstorm.policy import CSA_NAMES
+
+        if isinstance(self.arch, str):
+            names = {n.lower(): i for i, n in enumerate(CSA_NAMES)}
+            if self.arch.lower() not in names:
+                raise ValueError(f"unknown architecture name {self.arch!r} (one of {', '.join(CSA_NAMES)})")
+            msgspec.structs.force_setattr(self, "arch", names[self.arch.lower()])
+
+
+class PxePrompt(_Section):
+    text: str
+    timeout: int = 255  # seconds; 255 waits for the user
+    tags: list[str] = []
+
+
+class BootFile(_Section):
+    """Boot file in the reply's `file`/`siaddr`/`sname` (dnsmasq dhcp-boot)."""
+
+    file: str | None = None
+    server_name: str | None = None
+    server: str | None = None
+    tags: list[str] = []
+
+
+class ProxyRange(_Section):
+    """A subnet answered in proxy mode (dnsmasq dhcp-range=ADDR,proxy[,MASK])."""
+
+    network: str
+    netmask: str | None = None  # default: the netmask of the interface
+    tags: list[str] = []  # answer only clients with these tags
+    set: str | None = None  # tag given to clients of this range
+
+
+class DhcpConfig(_Section):
+    listen: str = "0.0.0.0"
+    interfaces: list[str] = []  # empty: every interface but those excepted
+    except_interfaces: list[str] = []
+    port: int = 67
+    pxe_port: int = 4011
+    vendor_classes: list[str] = msgspec.field(default_factory=lambda: ["PXEClient"])  # option 60 prefixes answered (dhcp-pxe-vendor)
+    http_boot: bool = True  # answer UEFI HTTP Boot (`HTTPClient`) clients with a URL
+    ranges: list[ProxyRange] = []
+    services: list[PxeService] = []
+    prompts: list[PxePrompt] = []
+    boot: list[BootFile] = []
+    rules: list[TagRule] = []
+    ignore: list[list[str]] = []  # clients carrying all tags of one entry get nothing
+    reply_delay: float = 0.0
+    hosts: dict[str, str] = {}  # server names -> addresses, for server-name lookups
+
+
+class Config(_Section):
+    """The whole native configuration (TOML): each service on when its section exists."""
+
+    tftp: TftpConfig | None = None
+    dhcp: DhcpConfig | None = None
+
+
+def load(path: str) -> Config:
+    """Read a TOML config; ConfigError names the file, the key and the reason."""
+    from bootstorm.errors import ConfigError
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        return msgspec.toml.decode(data, type=Config)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        reason, _, where = text.rpartition(" - at ")
+        if not reason:
+            reason, where = text, "$"
+        raise ConfigError(f"{path}: {where.strip('`')}: {reason}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,315 @@
+"""Boot policy: client facts -> ProxyDHCP answer.
+
+The rules follow dnsmasq's proxy mode (src/rfc2131.c), the reference for a drop-in:
+which clients are answered, the option 43 PXE menu, the UEFI redirect to port 4011 and
+its single-service shortcut, the boot-server ACK. Where dnsmasq fails real firmware,
+bootstorm does better, each marked `# beyond dnsmasq` and listed in docs/proxydhcp.md.
+The configuration is compiled once per load; a request costs a few dict and list scans.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+
+import msgspec
+
+from bootstorm._native import dhcp
+from bootstorm.config import DhcpConfig
+
+DISCOVER, OFFER, REQUEST, ACK, INFORM = 1, 2, 3, 5, 8
+BROADCAST_FLAG = 0x8000
+FIRST_EFI_ARCH = 6  # RFC 4578: below this, BIOS-style PXE with a menu
+OPT_SERVER_ID, OPT_VENDOR_CLASS, OPT_VENDOR_SPECIFIC, OPT_UUID = 54, 60, 43, 97
+SUB_DISCOVERY, SUB_SERVERS, SUB_MENU, SUB_PROMPT, SUB_BOOT_ITEM = 6, 8, 9, 10, 71
+DISCOVERY_NO_MCAST_BCAST = 3  # PXE 2.1: no multicast or broadcast discovery: use the list
+DISCOVERY_BCAST_ALLOWED = 2
+DISCOVERY_USE_FILE = 8  # no menu: boot the file in the reply
+MENU_MAX = 253  # option 43 holds 255 bytes; each sub-option takes 2
+HTTP_CLIENT = "HTTPClient"
+ZERO = b"\0\0\0\0"
+
+# dnsmasq pxe-service CSA names, by index. dnsmasq calls 7 "x86-64_EFI" and 9 "BC_EFI",
+# the reverse of RFC 4578; firmware sends either number for x64 UEFI.
+CSA_NAMES = ("x86PC", "PC98", "IA64_EFI", "Alpha", "Arc_x86", "Intel_Lean_Client", "IA32_EFI",
+             "x86-64_EFI", "Xscale_EFI", "BC_EFI", "ARM32_EFI", "ARM64_EFI")
+
+
+@dataclass
+class Answer:
+    """What to send back: a reply message and where it goes."""
+
+    message_type: int
+    flags: int
+    ciaddr: bytes = ZERO
+    yiaddr: bytes = ZERO
+    siaddr: bytes = ZERO
+    sname: bytes = b""
+    file: bytes = b""
+    options: list = field(default_factory=list)
+
+
+def _tags_match(wanted, tags: set) -> bool:
+    """dnsmasq match_netid: every tag present, every '!tag' absent."""
+    for t in wanted:
+        if t.startswith("!"):
+            if t[1:] in tags:
+                return False
+        elif t not in tags:
+            return False
+    return True
+
+
+def _mac_matcher(pattern: str):
+    parts = pattern.lower().replace("-", ":").split(":")
+    want = [None if p == "*" else int(p, 16) for p in parts]
+    return lambda mac: len(mac) == len(want) and all(w is None or w == b for w, b in zip(want, mac))
+
+
+def _option_matcher(code: int, value: str | None):
+    if value is None:
+        return lambda pkt: code in pkt.options
+    if value.isdigit():  # dnsmasq compares numbers by the option's length in bytes
+        number = int(value)
+        return lambda pkt: code in pkt.options and int.from_bytes(pkt.options[code][:4] or b"\0", "big") == number \
+            if code != 93 else pkt.arch == number
+    text = value.encode()
+    return lambda pkt: text in pkt.options.get(code, b"")
+
+
+class Policy:
+    def __init__(self, config: DhcpConfig):
+        self.config = config
+        self.vendors = list(config.vendor_classes)
+        if config.http_boot and HTTP_CLIENT not in self.vendors:
+            self.vendors.append(HTTP_CLIENT)  # beyond dnsmasq: UEFI HTTP Boot
+        self.hosts = {name: socket.inet_aton(addr) for name, addr in config.hosts.items()}
+        self.rules = [(r, self._compile_rule(r)) for r in config.rules]
+        self.ranges = [(ipaddress.IPv4Address(r.network), r) for r in config.ranges]
+        self.services = self._number_services(config.services)
+        # dnsmasq answers PXE only once a pxe-service or pxe-prompt exists
+        self.enabled = bool(config.services or config.prompts)
+
+    @staticmethod
+    def _number_services(services):
+        """Services with a boot file get boot server types 32768, 32769, ... in order,
+        as dnsmasq numbers its pxe-service lines; the client names the type it picked."""
+        out, next_type = [], 32768
+        for s in services:
+            if s.file and s.type == 0:
+                s = msgspec.structs.replace(s, type=next_type)
+                next_type += 1
+            out.append(s)
+        return out
+
+    @staticmethod
+    def _compile_rule(rule):
+        tests = []
+        if rule.vendor_class is not None:
+            v = rule.vendor_class
+            tests.append(lambda pkt: v in pkt.vendor_class)
+        if rule.user_class is not None:
+            u = rule.user_class
+            tests.append(lambda pkt: any(u in c for c in pkt.user_classes))
+        if rule.mac is not None:
+            m = _mac_matcher(rule.mac)
+            tests.append(lambda pkt: m(pkt.mac))
+        if rule.arch is not None:
+            archs = frozenset(rule.arch)
+            tests.append(lambda pkt: pkt.arch in archs)
+        if rule.option is not None:
+            tests.append(_option_matcher(rule.option, rule.value))
+        return tests
+
+    # -- facts
+
+    def vendor_of(self, pkt) -> str | None:
+        vc = pkt.options.get(OPT_VENDOR_CLASS, b"")
+        for v in self.vendors:
+            if vc.startswith(v.encode()):
+                return v
+        return None
+
+    def tags_of(self, pkt, range_tag: str | None) -> set:
+        tags = set()
+        if range_tag:
+            tags.add(range_tag)
+        for rule, tests in self.rules:
+            if tests and all(t(pkt) for t in tests) and _tags_match(rule.tags, tags):
+                tags.add(rule.set)
+        for rule, tests in self.rules:  # tag-if rules see the tags set above
+            if not tests and _tags_match(rule.tags, tags):
+                tags.add(rule.set)
+        return tags
+
+    def find_range(self, addr: bytes, local_netmask: bytes | None):
+        ip = ipaddress.IPv4Address(addr)
+        for net, r in self.ranges:
+            mask = r.netmask or (socket.inet_ntoa(local_netmask) if local_netmask else "255.255.255.0")
+            if ipaddress.IPv4Network(f"{net}/{mask}", strict=False) == \
+                    ipaddress.IPv4Network(f"{ip}/{mask}", strict=False):
+                return r
+        return None
+
+    def resolve(self, name: str | None) -> bytes:
+        """dnsmasq a_record_from_hosts: names from the config's hosts, or a literal IP."""
+        if not name:
+            return ZERO
+        if name in self.hosts:
+            return self.hosts[name]
+        try:
+            return socket.inet_aton(name)
+        except OSError:
+            return ZERO
+
+    # -- the decision
+
+    def answer(self, pkt, *, on_pxe_port: bool, local: bytes, local_netmask: bytes | None):
+        """The Answer for a request, or None to stay silent."""
+        if pkt.op != 1 or not self.enabled:
+            return None
+        vendor = self.vendor_of(pkt)
+        if vendor is None:
+            return None
+        mtype = pkt.message_type
+        subnet_addr = pkt.giaddr if pkt.giaddr != ZERO else local
+        rng = self.find_range(subnet_addr, None if pkt.giaddr != ZERO else local_netmask)
+        tags = self.tags_of(pkt, rng.set if rng else None)
+        ignore = any(_tags_match(t, tags) for t in self.config.ignore)
+        uuid = pkt.uuid if pkt.uuid is not None and len(pkt.uuid) == 17 else None
+        misc = [(OPT_VENDOR_CLASS, vendor.encode())] + ([(OPT_UUID, uuid)] if uuid else [])
+        if vendor == HTTP_CLIENT:
+            return None if ignore or mtype != DISCOVER else self._http_boot(pkt, tags, local, misc)
+
+        item = pkt.boot_item
+        if mtype in (REQUEST, INFORM) and item is not None:
+            return None if ignore else self._boot_server_ack(pkt, item, tags, local, misc, local_netmask)
+
+        arch = pkt.arch
+        if arch < 0 or not (mtype == DISCOVER or (on_pxe_port and mtype == REQUEST)):
+            return None
+        if rng is None or not _tags_match(rng.tags, tags) or ignore:
+            return None
+        a = Answer(OFFER if mtype == DISCOVER else ACK, pkt.flags)
+        if mtype == DISCOVER or pkt.ciaddr == ZERO:
+            a.flags |= BROADCAST_FLAG
+        else:
+            a.ciaddr = pkt.ciaddr
+        redirect = arch >= FIRST_EFI_ARCH
+        if redirect:  # UEFI clients ask again on port 4011
+            a.siaddr = local
+        single = self._uefi_single_service(arch, tags)
+        if single is not None and on_pxe_port:
+            # broken UEFI menus: one service goes straight into file/siaddr/sname
+            if single.server_name:
+                a.siaddr = self.resolve(single.server_name)
+                a.sname = single.server_name.encode()
+            else:
+                a.siaddr = socket.inet_aton(single.server) if single.server else local
+                a.sname = socket.inet_ntoa(a.siaddr).encode()
+            a.file = (single.file if "." in single.file else single.file + ".0").encode()
+        elif single is None:
+            boot = self.find_boot(tags)
+            if boot is not None:
+                if boot.server:
+                    a.siaddr = socket.inet_aton(boot.server)
+                elif boot.server_name:
+                    a.siaddr = self.resolve(boot.server_name)
+                if boot.file:
+                    a.file = boot.file.encode()
+                    if a.siaddr == ZERO:
+                        a.siaddr = local  # beyond dnsmasq: else iPXE ends in "Nothing to boot"
+        a.options = [(53, bytes((a.message_type,))), (OPT_SERVER_ID, local)] + misc
+        if (on_pxe_port and single is None) or not redirect:
+            a.options.append((OPT_VENDOR_SPECIFIC, self._pxe_options(arch, tags, local)))
+        return a
+
+    def _http_boot(self, pkt, tags, local, misc):
+        """beyond dnsmasq: UEFI HTTP Boot takes a URL in `file`, no menu, no port 4011."""
+        boot = self.find_boot(tags)
+        if boot is None or not boot.file:
+            return None
+        a = Answer(OFFER, pkt.flags | BROADCAST_FLAG, file=boot.file.encode())
+        a.options = [(53, bytes((OFFER,))), (OPT_SERVER_ID, local)] + misc
+        return a
+
+    def _boot_server_ack(self, pkt, item, tags, local, misc, local_netmask):
+        btype, layer = item
+        if layer & 0x8000:  # PXE BIS (signed images) is not supported, as in dnsmasq
+            return None
+        service = next((s for s in self.services if s.type == btype), None)
+        rng = None
+        if pkt.ciaddr != ZERO:
+            r = self.find_range(pkt.ciaddr, local_netmask)
+            rng = r if r is not None and _tags_match(r.tags, tags) else None
+        if service is None or not service.file or rng is None:
+            return None
+        a = Answer(ACK, pkt.flags, yiaddr=pkt.ciaddr)
+        if service.server_name:
+            a.siaddr = self.resolve(service.server_name)
+        elif service.server:
+            a.siaddr = socket.inet_aton(service.server)
+        else:
+            a.siaddr = local
+        a.file = (service.file if "." in service.file else f"{service.file}.{layer}").encode()
+        a.options = [(53, bytes((ACK,))), (OPT_SERVER_ID, local)] + misc + [
+            (OPT_VENDOR_SPECIFIC, dhcp.encode_suboptions([(SUB_BOOT_ITEM, pkt.pxe_suboptions[SUB_BOOT_ITEM][:4])]))]
+        return a
+
+    def find_boot(self, tags):
+        """dnsmasq find_boot: the first entry whose tags all match, preferring tagged ones."""
+        for b in self.config.boot:
+            if b.tags and _tags_match(b.tags, tags):
+                return b
+        for b in self.config.boot:
+            if not b.tags:
+                return b
+        return None
+
+    def _uefi_single_service(self, arch, tags):
+        if arch < FIRST_EFI_ARCH:
+            return None
+        found = None
+        for s in self.services:
+            if s.arch == arch and s.file and _tags_match(s.tags, tags):
+                if found is not None:
+                    return None
+                found = s
+        return found
+
+    def _pxe_options(self, arch, tags, local) -> bytes:
+        """Option 43 for a PXE client: discovery control, boot servers, menu, prompt."""
+        menu, servers, count = bytearray(), bytearray(), 0
+        discovery = DISCOVERY_NO_MCAST_BCAST
+        for s in self.services:
+            if s.arch != arch or not _tags_match(s.tags, tags):
+                continue
+            text = s.menu.encode()
+            if len(menu) + len(text) + 3 >= MENU_MAX:
+                return dhcp.encode_suboptions([])  # dnsmasq: "PXE menu too large"
+            menu += s.type.to_bytes(2, "big") + bytes((len(text),)) + text
+            count += 1
+            if s.file:
+                server = local
+            elif s.server_name:
+                server = self.resolve(s.server_name)
+            else:
+                server = socket.inet_aton(s.server) if s.server else ZERO
+            if server != ZERO:
+                servers += s.type.to_bytes(2, "big") + b"\x01" + server
+            elif s.type != 0:
+                discovery = DISCOVERY_BCAST_ALLOWED  # unknown server: let the client broadcast
+        prompt = next((p for p in self.config.prompts if _tags_match(p.tags, tags)), None)
+        subs = []
+        if count == 0:
+            discovery = DISCOVERY_USE_FILE
+        subs.append((SUB_DISCOVERY, bytes((discovery,))))
+        if prompt is None:  # dnsmasq's stand-in prompt: wait forever only if there is a choice
+            subs.append((SUB_PROMPT, bytes((255 if count > 1 else 0,)) + b"PXE"))
+        if count:
+            if servers:
+                subs.append((SUB_SERVERS, bytes(servers)))
+            subs.append((SUB_MENU, bytes(menu)))
+        if prompt is not None:
+            subs.append((SUB_PROMPT, bytes((prompt.timeout & 0xFF,)) + prompt.text.encode()))
+        return dhcp.encode_suboptions(subs)

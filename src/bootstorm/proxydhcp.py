@@ -1,0 +1,166 @@
+"""ProxyDHCP service on UDP 67 and 4011: boot information only, never addresses.
+
+Each request is decoded by the native codec, answered by the policy, and sent where
+dnsmasq would send it (src/dhcp.c): to the relay, back to a configured client's own
+address and port, or broadcast on the interface it came in on.
+"""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import socket
+import struct
+
+from bootstorm._native import dhcp
+from bootstorm.config import DhcpConfig
+from bootstorm.errors import DhcpError
+from bootstorm.log import Log
+from bootstorm.policy import BROADCAST_FLAG, ZERO, Policy
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
+PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+SIOCGIFNETMASK = 0x891B
+CLIENT_PORT = 68
+PACKETS_PER_WAKEUP = 64
+MESSAGE_NAMES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 5: "ACK", 8: "INFORM"}
+
+
+def interface_netmask(ifname: str) -> bytes | None:
+    """The IPv4 netmask of an interface's primary address (SIOCGIFNETMASK)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("16s16x", ifname.encode()[:15])
+        return fcntl.ioctl(s.fileno(), SIOCGIFNETMASK, req)[20:24]
+    except OSError:
+        return None
+    finally:
+        s.close()
+
+
+class ProxyDhcpServer:
+    def __init__(self, config: DhcpConfig, log: Log, *, log_dhcp: bool = True):
+        self.config = config
+        self.log = log
+        self.log_dhcp = log_dhcp
+        self.policy = Policy(config)
+        self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0}
+        self.netmasks: dict[int, bytes | None] = {}
+        self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bind(self, port: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            s.bind((self.config.listen, port))
+            s.setblocking(False)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    @property
+    def addresses(self):
+        return [s.getsockname() for s in self.sockets]
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for s in self.sockets:
+            loop.add_reader(s.fileno(), self._on_readable, s)
+
+    def close(self) -> None:
+        for s in self.sockets:
+            if self._loop is not None:
+                self._loop.remove_reader(s.fileno())
+            s.close()
+
+    def _interface_ok(self, ifindex: int) -> str | None:
+        try:
+            name = socket.if_indextoname(ifindex)
+        except OSError:
+            return None
+        if self.config.interfaces and name not in self.config.interfaces:
+            return None
+        if name in self.config.except_interfaces:
+            return None
+        return name
+
+    def _netmask(self, ifindex: int, name: str) -> bytes | None:
+        if ifindex not in self.netmasks:
+            self.netmasks[ifindex] = interface_netmask(name)
+        return self.netmasks[ifindex]
+
+    def _on_readable(self, sock: socket.socket) -> None:
+        on_pxe_port = sock is self.sockets[1]
+        for _ in range(PACKETS_PER_WAKEUP):
+            try:
+                data, anc, _flags, src = sock.recvmsg(2048, socket.CMSG_SPACE(PKTINFO.size))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.log.event("dhcp-socket-error", str(exc))
+                return
+            self.counters["received"] += 1
+            ifindex, local = 0, ZERO
+            for level, kind, value in anc:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                    ifindex, local, _dst = PKTINFO.unpack(value[:PKTINFO.size])
+            try:
+                self._handle(sock, data, src, ifindex, local, on_pxe_port)
+            except DhcpError as exc:
+                self.counters["malformed"] += 1
+                if self.log_dhcp:
+                    self.log.event("dhcp-malformed", str(exc), client=f"{src[0]}:{src[1]}")
+
+    def _handle(self, sock, data, src, ifindex, local, on_pxe_port) -> None:
+        pkt = dhcp.parse(data)
+        name = self._interface_ok(ifindex)
+        if name is None:
+            return
+        answer = self.policy.answer(pkt, on_pxe_port=on_pxe_port, local=local,
+                                    local_netmask=self._netmask(ifindex, name))
+        if answer is None:
+            self.counters["ignored"] += 1
+            return
+        reply = dhcp.build(pkt, 2, ciaddr=answer.ciaddr, yiaddr=answer.yiaddr, siaddr=answer.siaddr,
+                           flags=answer.flags, sname=answer.sname, file=answer.file,
+                           options=answer.options)
+        dest, ifindex_out = self._destination(pkt, answer, src, on_pxe_port, ifindex)
+        if self.config.reply_delay > 0:
+            self._loop.call_later(self.config.reply_delay, self._send, sock, reply, dest, ifindex_out)
+        else:
+            self._send(sock, reply, dest, ifindex_out)
+        self.counters["answered"] += 1
+        if self.log_dhcp:
+            self.log.event("dhcp-reply", MESSAGE_NAMES.get(answer.message_type, "?"),
+                           interface=name, mac=pkt.mac.hex(":"), arch=pkt.arch,
+                           request=MESSAGE_NAMES.get(pkt.message_type, str(pkt.message_type)),
+                           file=answer.file.decode("utf-8", "replace"),
+                           to=f"{dest[0]}:{dest[1]}")
+
+    def _destination(self, pkt, answer, src, on_pxe_port, ifindex):
+        """dnsmasq's rules (src/dhcp.c): relay, then the client's own address, then broadcast."""
+        host, port = src
+        if on_pxe_port and answer.ciaddr != ZERO:
+            host = socket.inet_ntoa(answer.ciaddr)
+        if pkt.giaddr != ZERO:
+            return (socket.inet_ntoa(pkt.giaddr), self.config.port), 0
+        if answer.ciaddr != ZERO:
+            if host != socket.inet_ntoa(answer.ciaddr) or port == 0:
+                return (socket.inet_ntoa(answer.ciaddr), CLIENT_PORT), 0
+            return (host, port), 0
+        if answer.flags & BROADCAST_FLAG or pkt.hlen == 0 or pkt.htype == 0 or answer.yiaddr == ZERO:
+            return ("255.255.255.255", CLIENT_PORT), ifindex
+        return (socket.inet_ntoa(answer.yiaddr), CLIENT_PORT), 0
+
+    def _send(self, sock, reply: bytes, dest, ifindex: int) -> None:
+        anc = []
+        if ifindex:  # broadcast out of the interface the request came in on
+            anc = [(socket.IPPROTO_IP, IP_PKTINFO, PKTINFO.pack(ifindex, ZERO, ZERO))]
+        try:
+            sock.sendmsg([reply], anc, 0, dest)
+        except OSError as exc:
+            self.counters["send_errors"] += 1
+            self.log.event("dhcp-send-error", str(exc), to=f"{dest[0]}:{dest[1]}")
