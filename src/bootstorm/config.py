@@ -28,7 +28,7 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
         checks = [
             (0 <= self.port <= 65535, "port must be 0..65535"),
             (self.blksize_max == 0 or 8 <= self.blksize_max <= 65464, "blksize-max must be 0 or 8..65464"),
-            (self.window_bytes_max >= 512, "window-bytes-max must be at least 512"),
+            (512 <= self.window_bytes_max <= 64 << 20, "window-bytes-max must be 512..67108864"),
             (1 <= self.max_transfers <= 1_000_000, "max-transfers must be 1..1000000"),
             (0.01 <= self.retransmit_timeout <= 255, "retransmit-timeout must be 0.01..255 s"),
             (self.give_up_timeout >= self.retransmit_timeout, "give-up-timeout must be >= retransmit-timeout"),

@@ -59,6 +59,8 @@ cdef class Engine:
     cdef int *rlens
     cdef void *events
     cdef object on_done
+    cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred
+    cdef list deferred            # (slot, outcome, ...) of transfers ended during the walk
     # counters
     cdef public uint64_t packets_in, packets_out, malformed, strangers
     cdef public uint64_t retransmits, bytes_out, send_errors, transfers_ok, transfers_failed

@@ -178,7 +178,7 @@ def negotiate(dict options, uint64_t size, *, bint netascii=False, int blksize_m
     v = option_int(options, "windowsize", MIN_WINDOWSIZE, MAX_WINDOWSIZE)
     if v > 0:
         # RFC 7440, capped in bytes in flight after blksize is settled (as tftp-hpa does)
-        window = max(1, min(v, window_bytes_max // blksize))
+        window = max(1, min(v, window_bytes_max // blksize, 32767))
         granted.append(("windowsize", window))
     if not granted:
         return blksize, window, timeout, None
@@ -275,6 +275,7 @@ cdef class Engine:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.on_done = on_done
+        self.deferred = []
         self.fake_clock = fake_clock
         self.gso = udpio_probe_gso() if gso is None else bool(gso)
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
@@ -447,6 +448,7 @@ cdef class Engine:
         cdef int32_t slot, nxt, w
         if not self.fake_clock:
             self.now_ms = self.clock()
+        self.in_wheel = 1
         while self.wheel_ms <= self.now_ms and steps < WHEEL_SLOTS:
             w = (self.wheel_ms // TICK_MS) % WHEEL_SLOTS
             slot = self.wheel[w]
@@ -463,6 +465,15 @@ cdef class Engine:
             steps += 1
         if self.wheel_ms <= self.now_ms:  # stalled for more than a rotation: all seen
             self.wheel_ms = (self.now_ms // TICK_MS + 1) * TICK_MS
+        self.in_wheel = 0
+        # Python runs only now, with the wheel consistent; a slot goes back to the free
+        # list right before its own callback, so no callback can reuse another's slot
+        pending, self.deferred = self.deferred, []
+        for args in pending:
+            slot = args[0]
+            self.xfers[slot].wheel_next = self.free_head
+            self.free_head = slot
+            self.on_done(*args)
 
     def stats(self):
         return {
@@ -604,20 +615,27 @@ cdef class Engine:
             return
         # the end of a window sends the next one; an ACK inside the window means the
         # client missed the block after it: resend from there (RFC 7440 section 4)
-        self.send_window(slot)
+        if self.send_window(slot) == 0:
+            # the rto was reset: the deadline may now be earlier than the wheel position
+            self.wheel_remove(slot)
+            self.wheel_insert(slot)
 
     cdef void on_timeout(self, int32_t slot) noexcept:
         cdef Xfer *x = &self.xfers[slot]
+        cdef uint32_t cap
         if self.now_ms - x.progress_ms >= x.give_up_ms:
             self.finish(slot, OUT_TIMEOUT, 0)
             return
-        x.rto_ms = x.rto_ms * 2 if x.rto_ms * 2 < MAX_RTO_MS else MAX_RTO_MS
+        cap = MAX_RTO_MS if x.rto_initial_ms < MAX_RTO_MS else x.rto_initial_ms
+        x.rto_ms = x.rto_ms * 2 if x.rto_ms * 2 < cap else cap
         if x.state == XFER_OACK_SENT:
             self.retransmits += 1
             x.retransmits += 1
             self.send_oack(slot)
-        else:
-            self.send_window(slot)
+        elif self.send_window(slot) < 0:
+            return
+        if x.deadline_ms > x.progress_ms + x.give_up_ms:
+            x.deadline_ms = x.progress_ms + x.give_up_ms  # give up on time, not a backoff late
 
     cdef void send_error_to(self, int sock, sockaddr_in *dst, uint16_t code,
                             const char *msg) noexcept:
@@ -678,8 +696,12 @@ cdef class Engine:
         close(x.sock)
         x.sock = -1
         x.state = XFER_FREE
+        self.active_count -= 1
+        if self.in_wheel:
+            self.deferred.append((slot, OUTCOMES[outcome], code, done_bytes, x.retransmits,
+                                  self.now_ms - x.started_ms))
+            return
         x.wheel_next = self.free_head
         self.free_head = slot
-        self.active_count -= 1
         self.on_done(slot, OUTCOMES[outcome], code, done_bytes, x.retransmits,
                      self.now_ms - x.started_ms)
