@@ -1,4 +1,4 @@
-"""The `bootstorm` command: serve, get."""
+"""The `bootstorm` command: serve, get, check, convert; dnsmasq-style options."""
 from __future__ import annotations
 
 import argparse
@@ -228,10 +228,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=1.0, metavar="S", help="retransmission timeout")
     g.add_argument("-q", "--quiet", action="store_true")
     g.set_defaults(func=cmd_get)
+
+    from bootstorm import dnsmasq  # dnsmasq conf files: check and convert
+
+    c = sub.add_parser("check", help="validate a config; show what each kind of client receives")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--conf-file", "-C", metavar="FILE", help="a dnsmasq conf file")
+    src.add_argument("--config", metavar="FILE", help="a native TOML config")
+    c.set_defaults(func=dnsmasq.cmd_check)
+
+    v = sub.add_parser("convert", help="write a dnsmasq conf file as native TOML")
+    v.add_argument("--conf-file", "-C", metavar="FILE", required=True, help="the dnsmasq conf file")
+    v.add_argument("-o", "--output", metavar="OUT", help="where to write (default stdout)")
+    v.set_defaults(func=dnsmasq.cmd_convert)
     return p
 
 
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    # dnsmasq-style invocation: `bootstorm --conf-file=F -k`, or the program linked as `dnsmasq`
+    if os.path.basename(sys.argv[0]) == "dnsmasq" or (argv and argv[0].startswith("-")
+                                                       and argv[0] not in ("-h", "--help")):
+        from bootstorm import dnsmasq
+
+        return dnsmasq.run(argv)
     args = build_parser().parse_args(argv)
     return args.func(args)
 

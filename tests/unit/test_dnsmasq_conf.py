@@ -1,0 +1,391 @@
+"""dnsmasq conf files and command line -> Config (src/bootstorm/dnsmasq.py)."""
+from __future__ import annotations
+
+import os
+
+import msgspec
+import pytest
+
+from bootstorm import cli, dnsmasq
+from bootstorm.config import (BootFile, Config, ProxyRange, PxePrompt, PxeService, TagRule,
+                              TftpConfig)
+from bootstorm.errors import ConfigError
+
+HEAD = "port=0\ndhcp-range=192.168.1.0,proxy\n"
+
+
+def conf(tmp_path, text, name="pxe.conf"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def load(tmp_path, text):
+    return dnsmasq.load(conf(tmp_path, text))
+
+
+def dhcp(tmp_path, text):
+    return load(tmp_path, HEAD + text).config.dhcp
+
+
+def error(tmp_path, text) -> str:
+    path = conf(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        dnsmasq.load(path)
+    return str(e.value)
+
+
+# -- the line syntax
+
+
+def H(s):
+    return "".join(dnsmasq._HIDE.get(c, c) for c in s)
+
+
+@pytest.mark.parametrize("raw, want", [
+    ('pxe-service=x86PC, "Boot, now" ,pxelinux', "pxe-service=x86PC, " + H("Boot, now") + " ,pxelinux"),
+    ("  port = 0   # comment", "port = 0"),
+    ("tftp-root=/srv/a#b", "tftp-root=/srv/a#b"),  # '#' not after white space is no comment
+    ('pxe-prompt="a\\tb\\"c"', "pxe-prompt=" + H('a\tb"c')),
+    ("# whole line", ""),
+    ("log-dhcp\t", "log-dhcp"),
+    ('a="x"" y', "a=" + H("x") + '" y'),  # the character after a closing quote opens nothing
+])
+def test_scan_line(raw, want):
+    assert dnsmasq.scan_line(raw) == want
+
+
+def test_scan_line_unterminated_quote():
+    with pytest.raises(ValueError):
+        dnsmasq.scan_line('a="x"" y"')
+
+
+def test_missing_quote_names_line(tmp_path):
+    assert error(tmp_path, "port=0\npxe-prompt=\"oops\n").endswith('pxe.conf:2: missing "')
+
+
+def test_quoted_comma_and_hash_kept(tmp_path):
+    d = dhcp(tmp_path, 'pxe-service=x86PC,"Boot, #1 \\"fast\\"",pxelinux\n')
+    assert d.services == [PxeService(arch=0, menu='Boot, #1 "fast"', file="pxelinux")]
+
+
+def test_spaces_around_equals_and_commas(tmp_path):
+    d = dhcp(tmp_path, "pxe-prompt = \"Hi\" , 7\n")
+    assert d.prompts == [PxePrompt(text="Hi", timeout=7)]
+
+
+def test_unknown_option_and_arity(tmp_path):
+    assert "pxe.conf:3: no-such-thing: bad option" in error(tmp_path, HEAD + "no-such-thing=1\n")
+    assert "pxe.conf:3: log-dhcp: extraneous parameter" in error(tmp_path, HEAD + "log-dhcp=yes\n")
+    assert "pxe.conf:3: pxe-service: missing parameter" in error(tmp_path, HEAD + "pxe-service\n")
+
+
+# -- conf-file and conf-dir
+
+
+def test_conf_dir_filters_and_order(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "b.conf").write_text('pxe-service=x86PC,"B"\n')
+    (d / "a.conf").write_text('pxe-service=x86PC,"A"\n')
+    (d / "c.bak").write_text("bad option\n")
+    (d / "x.txt").write_text("bad option\n")
+    (d / ".hidden.conf").write_text("bad option\n")
+    (d / "e.conf~").write_text("bad option\n")
+    (d / "#f.conf#").write_text("bad option\n")
+    r = load(tmp_path, HEAD + f"conf-dir={d},*.conf\n")
+    assert [s.menu for s in r.config.dhcp.services] == ["A", "B"]
+    r = load(tmp_path, HEAD + f"conf-dir={d},.bak,.txt\n")
+    assert [s.menu for s in r.config.dhcp.services] == ["A", "B"]
+    assert "x.txt:1: bad option: bad option" in error(tmp_path, HEAD + f"conf-dir={d},.bak\n")
+
+
+def test_conf_file_included_once(tmp_path):
+    inc = conf(tmp_path, 'pxe-service=x86PC,"A"\n', "inc.conf")
+    r = load(tmp_path, HEAD + f"conf-file={inc}\nconf-file={inc}\n")
+    assert len(r.config.dhcp.services) == 1
+    assert r.files[-1] == inc
+
+
+def test_missing_conf_file(tmp_path):
+    assert "pxe.conf:3: cannot read /nonexistent.conf" in error(tmp_path, HEAD + "conf-file=/nonexistent.conf\n")
+
+
+# -- DHCP mappings
+
+
+def test_dhcp_range_forms(tmp_path):
+    d = load(tmp_path, "port=0\ndhcp-range=tag:lab,set:pxe,10.1.0.0,proxy,255.255.0.0\n"
+                       "dhcp-range=192.168.1.0,proxy\n").config.dhcp
+    assert d.ranges == [ProxyRange(network="10.1.0.0", netmask="255.255.0.0", tags=["lab"], set="pxe"),
+                        ProxyRange(network="192.168.1.0")]
+    d = load(tmp_path, "port=0\ndhcp-range=old,10.0.0.0,proxy\n").config.dhcp
+    assert d.ranges[0].set == "old"
+
+
+def test_dhcp_range_rejections(tmp_path):
+    e = error(tmp_path, "port=0\ndhcp-range=10.0.0.10,10.0.0.50,12h\n")
+    assert "pxe.conf:2: dhcp-range: an address range hands out addresses" in e and "proxy" in e
+    assert "static hands out" in error(tmp_path, "port=0\ndhcp-range=10.0.0.0,static\n")
+    assert "IPv4 PXE only" in error(tmp_path, "port=0\ndhcp-range=::,proxy\n")
+    assert "only one tag allowed" in error(tmp_path, "dhcp-range=set:a,set:b,10.0.0.0,proxy\n")
+
+
+def test_pxe_service_forms(tmp_path):
+    d = dhcp(tmp_path, 'pxe-service=tag:bios,x86PC,"Net",pxelinux\n'
+                       'pxe-service=x86pc,"Local"\n'
+                       'pxe-service=7,"Other",1234\n'
+                       'pxe-service=BC_EFI,"Far",grubx64.efi,10.0.0.9\n'
+                       'pxe-service=ARM64_EFI,"Named",grub,boot.example\n')
+    assert d.services == [
+        PxeService(arch=0, menu="Net", file="pxelinux", tags=["bios"]),
+        PxeService(arch=0, menu="Local"),
+        PxeService(arch=7, menu="Other", type=1234),
+        PxeService(arch=9, menu="Far", file="grubx64.efi", server="10.0.0.9"),
+        PxeService(arch=11, menu="Named", file="grub", server_name="boot.example"),
+    ]
+
+
+def test_pxe_service_unknown_csa(tmp_path):
+    e = error(tmp_path, HEAD + 'pxe-service=x86_64,"x",y\n')
+    assert e.endswith("pxe.conf:3: pxe-service: unknown CSA 'x86_64' (one of x86PC, PC98, IA64_EFI, Alpha, "
+                      "Arc_x86, Intel_Lean_Client, IA32_EFI, x86-64_EFI, Xscale_EFI, BC_EFI, ARM32_EFI, "
+                      "ARM64_EFI, or a number)")
+
+
+def test_pxe_prompt_and_dhcp_boot_order(tmp_path):
+    d = dhcp(tmp_path, 'pxe-prompt="Wait"\npxe-prompt=tag:x,"X",300\n'
+                       "dhcp-boot=pxelinux.0\ndhcp-boot=tag:ipxe,boot.ipxe,sname,10.0.0.2\n"
+                       "dhcp-boot=tag:b,f,,tftp.example\n")
+    # dnsmasq prepends both lists: the last matching line wins
+    assert d.prompts == [PxePrompt(text="X", timeout=300 & 0xFF, tags=["x"]), PxePrompt(text="Wait", timeout=255)]
+    assert d.boot == [BootFile(file="f", server_name="tftp.example", tags=["b"]),
+                      BootFile(file="boot.ipxe", server="10.0.0.2", tags=["ipxe"]),
+                      BootFile(file="pxelinux.0")]
+
+
+def test_tag_rules(tmp_path):
+    d = dhcp(tmp_path, "dhcp-match=set:ipxe,175\n"
+                       "dhcp-match=efi,option:client-arch,7\n"
+                       "dhcp-match=set:bios,60,PXEClient:Arch:00000\n"
+                       "dhcp-vendorclass=set:pxe,PXEClient\n"
+                       "dhcp-vendorclass=set:v,enterprise:3561,Foo\n"
+                       "dhcp-userclass=set:ipxe2,iPXE\n"
+                       "dhcp-mac=set:vm,52:54:00:*:*:*\n"
+                       "tag-if=set:a,set:b,tag:ipxe,tag:!efi\n"
+                       "tag-if=set:always\n")
+    assert d.rules == [
+        TagRule(set="ipxe", option=175), TagRule(set="efi", option=93, value="7"),
+        TagRule(set="bios", option=60, value="PXEClient:Arch:00000"),
+        TagRule(set="pxe", vendor_class="PXEClient"), TagRule(set="v", vendor_class="Foo"),
+        TagRule(set="ipxe2", user_class="iPXE"), TagRule(set="vm", mac="52:54:00:*:*:*"),
+        TagRule(set="a", tags=["ipxe", "!efi"]), TagRule(set="b", tags=["ipxe", "!efi"]),
+        TagRule(set="always"),
+    ]
+
+
+def test_dhcp_match_rejections(tmp_path):
+    assert "hex value" in error(tmp_path, HEAD + "dhcp-match=set:x,97,00:01\n")
+    assert "unknown option name 'nope'" in error(tmp_path, HEAD + "dhcp-match=set:x,option:nope\n")
+    assert "vendor-identifying" in error(tmp_path, HEAD + "dhcp-match=set:x,vi-encap:3561,a\n")
+    assert "pxe.conf:3: dhcp-mac: bad MAC" in error(tmp_path, HEAD + "dhcp-mac=set:x,52:54\n")
+
+
+def test_hosts_ignore_and_known(tmp_path):
+    d = dhcp(tmp_path, "dhcp-host=52:54:00:00:00:01,set:lab,10.0.0.5,infinite\n"
+                       "dhcp-host=52:54:00:00:00:02,ignore\n"
+                       "dhcp-ignore=tag:!known\n"
+                       "dhcp-ignore=tag:a,b\n")
+    assert d.rules == [
+        TagRule(set="known", mac="52:54:00:00:00:01"), TagRule(set="lab", mac="52:54:00:00:00:01"),
+        TagRule(set="known", mac="52:54:00:00:00:02"), TagRule(set="dhcp-host-ignore", mac="52:54:00:00:00:02"),
+    ]
+    assert d.ignore == [["!known"], ["a", "b"], ["dhcp-host-ignore"]]
+    assert "by MAC only" in error(tmp_path, HEAD + "dhcp-host=id:01:02,set:x\n")
+
+
+def test_hostsfile(tmp_path):
+    hf = conf(tmp_path, "52:54:00:00:00:09,set:h\n", "hosts")
+    d = dhcp(tmp_path, f"dhcp-hostsfile={hf}\n")
+    assert d.rules == [TagRule(set="h", mac="52:54:00:00:00:09")]
+    assert "watches no directory" in error(tmp_path, HEAD + f"dhcp-hostsdir={tmp_path}\n")
+
+
+def test_vendor_delay_interfaces(tmp_path):
+    d = dhcp(tmp_path, "dhcp-pxe-vendor=PXEClient,Custom\ndhcp-reply-delay=2\n"
+                       "interface=eth1,eth2\nexcept-interface=lo\nno-dhcp-interface=eth3\n")
+    assert d.vendor_classes == ["Custom", "PXEClient"] and not d.http_boot
+    assert d.reply_delay == 2.0
+    assert d.interfaces == ["eth1", "eth2"] and d.except_interfaces == ["lo", "eth3"]
+    assert dhcp(tmp_path, "dhcp-pxe-vendor=PXEClient,HTTPClient\n").http_boot
+    assert "drop the tags" in error(tmp_path, HEAD + "dhcp-reply-delay=tag:x,2\n")
+
+
+def test_interface_name_tag_rejected(tmp_path):
+    e = error(tmp_path, HEAD + "interface=eth7\ndhcp-boot=tag:eth7,x.0\n")
+    assert "pxe.conf:4: tag:eth7: dnsmasq tags each client with its interface's name" in e
+
+
+def test_dhcp_options(tmp_path):
+    r = load(tmp_path, HEAD + "dhcp-option=3,192.168.1.1\ndhcp-option=option:router,1.2.3.4\n"
+                              "dhcp-option-force=tag:x,66,tftp\ndhcp-option=encap:175,1,5\n"
+                              "dhcp-option=vendor:MSFT,2,1i\n")
+    assert r.config.dhcp.services == [] and len(r.notes) == 5
+    assert all("no effect" in n or "never sent" in n for n in r.notes)
+    d = dhcp(tmp_path, "dhcp-option=tag:x,vendor:PXEClient,10,05:48:69\n")
+    assert d.prompts == [PxePrompt(text="Hi", timeout=5, tags=["x"])]
+    e = error(tmp_path, HEAD + "dhcp-option=vendor:PXEClient,6,2b\n")
+    assert e.startswith(str(tmp_path / "pxe.conf") + ":3: dhcp-option: PXE sub-option 6 in option 43")
+    assert "dhcp-option-pxe: option 66 in proxy replies" in error(tmp_path, HEAD + "dhcp-option-pxe=66,x\n")
+    assert "unknown option name" in error(tmp_path, HEAD + "dhcp-option=option:bogus,1\n")
+
+
+def test_dns_and_lease_options_are_noops(tmp_path):
+    r = load(tmp_path, HEAD + "no-resolv\nno-hosts\ndomain-needed\nserver=1.1.1.1\ndhcp-authoritative\n"
+                              "dhcp-leasefile=/tmp/x\nbind-interfaces\nlog-queries\nquiet-dhcp\n")
+    assert len(r.notes) == 9 and r.config.dhcp is not None
+
+
+def test_port_rules(tmp_path):
+    assert "bootstorm serves no DNS" in error(tmp_path, "port=53\n")
+    r = load(tmp_path, "dhcp-range=10.0.0.0,proxy\n")
+    assert any("no port=0" in w for w in r.warnings)
+
+
+def test_rejected_options_say_what_to_do(tmp_path):
+    for line, words in [("tftp-secure", "owner check"), ("tftp-unique-root=mac", "per-client"),
+                        ("tftp-port-range=5000,5100", "port range"), ("tftp-single-port", "single-port"),
+                        ("dhcp-relay=10.0.0.1,10.0.0.2", "relay"), ("conf-script=/bin/x", "runs no programs"),
+                        ("enable-tftp=eth0", "interfaces"), ("tftp-root=/srv,eth0", "per-interface")]:
+        e = error(tmp_path, HEAD + line + "\n")
+        assert f"pxe.conf:3: {line.split('=')[0]}: " in e and words in e, e
+
+
+# -- TFTP mappings
+
+
+def test_tftp(tmp_path):
+    c = load(tmp_path, "port=0\nenable-tftp\ntftp-root=/srv/tftp\ntftp-max=1000\ntftp-mtu=9000\n"
+                       "tftp-lowercase\ntftp-no-blocksize\ntftp-no-fail\nlisten-address=127.0.0.1,10.0.0.1\n")
+    assert c.config.tftp == TftpConfig(root="/srv/tftp", listen="10.0.0.1", max_transfers=1000,
+                                       blksize_max=8968, lowercase=True, no_blocksize=True)
+    assert c.tftp_no_fail and c.config.dhcp is None
+    c = load(tmp_path, "port=0\nenable-tftp\n")
+    assert c.config.tftp.root == "/" and any("working directory" in w for w in c.warnings)
+    assert load(tmp_path, "port=0\ntftp-root=/x\n").config.tftp is None
+    assert "blksize-max" in error(tmp_path, "enable-tftp\ntftp-root=/x\ntftp-mtu=20\n")
+
+
+# -- command line
+
+
+def test_getopt():
+    assert dnsmasq._getopt(["-kdC", "f", "--port=0", "--conf-dir", "/d", "-7/e", "--enable-tftp",
+                            "--log-q", "-x", "/run/p"]) == [
+        ("keep-in-foreground", None), ("no-daemon", None), ("conf-file", "f"), ("port", "0"),
+        ("conf-dir", "/d"), ("conf-dir", "/e"), ("enable-tftp", None), ("log-queries", None),
+        ("pid-file", "/run/p")]
+    for bad in (["--dhcp"], ["--nope"], ["-%"], ["--log-dhcp=1"], ["junk"], ["--port"]):
+        with pytest.raises(ConfigError):
+            dnsmasq._getopt(bad)
+
+
+def test_parse_args(tmp_path):
+    f = conf(tmp_path, "enable-tftp\ntftp-root=/srv\n")
+    r = dnsmasq.parse_args(["--no-daemon", "--port=0", f"--conf-file={f}", "--pid-file=",
+                            "--dhcp-range=10.0.0.0,proxy", "--pxe-service=x86PC,Boot,pxelinux"],
+                           default_conf=None)
+    assert r.settings.foreground and r.settings.debug and r.settings.pid_file is None
+    assert r.config.tftp.root == "/srv"
+    assert r.config.dhcp.services == [PxeService(arch=0, menu="Boot", file="pxelinux")]
+    e = pytest.raises(ConfigError, dnsmasq.parse_args, ["--dhcp-range=10.0.0.1,10.0.0.9"], default_conf=None)
+    assert str(e.value).startswith("command line: dhcp-range:")
+    # without --conf-file the default file is read when it exists
+    r = dnsmasq.parse_args(["-k"], default_conf=f)
+    assert r.config.tftp.root == "/srv"
+
+
+def test_cli_dnsmasq_mode_test_flag(tmp_path, capsys):
+    f = conf(tmp_path, HEAD + 'pxe-service=x86PC,"Boot",pxelinux\nenable-tftp\n'
+                              f"tftp-root={tmp_path}\n")
+    assert cli.main(["--test", f"--conf-file={f}"]) == 0
+    assert "syntax check OK" in capsys.readouterr().out
+    assert cli.main(["-C", f, "--port=53"]) == 2
+    assert "serves no DNS" in capsys.readouterr().err
+
+
+# -- convert and check
+
+
+SAMPLE = """\
+port=0
+interface=eth0
+enable-tftp
+tftp-root={root}
+dhcp-range=192.168.10.0,proxy,255.255.255.0
+dhcp-userclass=set:ipxe,iPXE
+dhcp-match=set:efi64,option:client-arch,9
+pxe-prompt="Boot menu",5
+pxe-service=x86PC,"Network boot",pxelinux
+pxe-service=x86PC,"Local disk"
+pxe-service=x86-64_EFI,"UEFI",ipxe.efi
+pxe-service=BC_EFI,"UEFI",ipxe.efi
+pxe-service=ARM64_EFI,"ARM64",grubaa64.efi
+dhcp-boot=tag:ipxe,http://192.168.10.1/boot.ipxe
+dhcp-ignore=tag:blocked
+dhcp-mac=set:blocked,de:ad:*:*:*:*
+no-resolv
+"""
+
+
+def test_convert_round_trip(tmp_path, capsys):
+    f = conf(tmp_path, SAMPLE.format(root=tmp_path) + "dhcp-host=52:54:00:00:00:01,set:lab\n"
+                                                      "pxe-service=tag:lab,7,\"Lab\",99,10.0.0.3\n")
+    out = tmp_path / "out.toml"
+    assert cli.main(["convert", "--conf-file", f, "-o", str(out)]) == 0
+    decoded = msgspec.toml.decode(out.read_bytes(), type=Config)
+    assert decoded == dnsmasq.load(f).config
+    assert decoded.dhcp.services[-1] == PxeService(arch=7, menu="Lab", type=99, server="10.0.0.3", tags=["lab"])
+
+
+def test_check_output(tmp_path, capsys):
+    (tmp_path / "pxelinux.0").write_bytes(b"x")
+    (tmp_path / "ipxe.efi").write_bytes(b"x")
+    f = conf(tmp_path, SAMPLE.format(root=tmp_path))
+    assert cli.main(["check", "--conf-file", f]) == 0
+    out = capsys.readouterr().out
+    assert "  BIOS (arch 0):\n    menu item 32768: 'Network boot'; menu item 0: 'Local disk'; " \
+           "prompt 'Boot menu', timeout 5 s\n" in out
+    assert "item 32768 ('Network boot'): boot file 'pxelinux.0' from this server" in out
+    assert "  UEFI x64 (arch 7):\n    offer on :67 without a menu: asks again on port 4011\n" \
+           "    port 4011: boot file 'ipxe.efi' from this server" in out
+    assert "port 4011: boot file 'grubaa64.efi' from this server" in out  # ARM64 single service
+    assert "  UEFI HTTP Boot (arch 16):\n    nothing (no answer)" in out
+    assert "boot file 'http://192.168.10.1/boot.ipxe'" in out  # iPXE on BIOS
+    assert "  with tag blocked:\n    BIOS (arch 0):\n      nothing (no answer)" in out
+    assert "missing under the root: grubaa64.efi" in out
+    assert "no-resolv: DNS only" in out
+    assert out.endswith("configuration valid; 1 boot file(s) missing\n")
+    # and the same for the native TOML of it
+    toml = tmp_path / "c.toml"
+    toml.write_text(dnsmasq.to_toml(dnsmasq.load(f).config))
+    assert cli.main(["check", "--config", str(toml)]) == 0
+    assert "missing under the root: grubaa64.efi" in capsys.readouterr().out
+
+
+def test_check_invalid_exits_2(tmp_path, capsys):
+    f = conf(tmp_path, HEAD + "pxe-service=x86_64,\"x\"\n")
+    assert cli.main(["check", "--conf-file", f]) == 2
+    assert "pxe.conf:3: pxe-service: unknown CSA 'x86_64'" in capsys.readouterr().err
+
+
+def test_debian_style_dnsmasq_d(tmp_path):
+    """The Debian layout: /etc/dnsmasq.conf with conf-dir=/etc/dnsmasq.d/,*.conf."""
+    d = tmp_path / "dnsmasq.d"
+    d.mkdir()
+    (d / "pxe.conf").write_text(HEAD + 'pxe-service=x86PC,"PXE",pxelinux\n')
+    (d / "README").write_text("not a conf file\n")
+    main = conf(tmp_path, f"conf-dir={d}/,*.conf\n", "dnsmasq.conf")
+    r = dnsmasq.parse_args(["-k"], default_conf=main)
+    assert r.config.dhcp.services[0].file == "pxelinux"
+    assert os.path.basename(r.files[-1]) == "pxe.conf"
