@@ -70,6 +70,10 @@ def _fetch(sock, server, filename, mode, options, out, timeout, progress):
             if retries > RETRIES:
                 raise TimeoutError(f"no answer from {server[0]}:{server[1]}") from None
             retransmits += 1
+            if expected > 1:
+                # RFC 7440: on a timeout, acknowledge the last block received in order
+                last_sent = native.build_ack((expected - 1) & 0xFFFF)
+                in_window = 0
             sock.sendto(last_sent, peer or server)
             continue
         if peer is None:
@@ -92,6 +96,7 @@ def _fetch(sock, server, filename, mode, options, out, timeout, progress):
             window = int(granted.get("windowsize", 1))
             if "tsize" in granted:
                 total = int(granted["tsize"])
+            _room_for(sock, window * (blk + 4))
             last_sent = native.build_ack(0)
             sock.sendto(last_sent, peer)
             continue
@@ -118,6 +123,15 @@ def _fetch(sock, server, filename, mode, options, out, timeout, progress):
         if last:
             return FetchResult(received, time.monotonic() - started, blk, window, granted,
                                retransmits)
+
+
+def _room_for(sock, nbytes: int) -> None:
+    """A receive buffer that holds a whole window, so none of it is dropped on arrival."""
+    want = max(2 * nbytes, 256 * 1024)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, 33, want)  # SO_RCVBUFFORCE (needs root)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
 
 
 def fetch_to_path(host, port, filename, path, **kw) -> FetchResult:

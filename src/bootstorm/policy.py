@@ -252,9 +252,18 @@ class Policy:
         else:
             a.siaddr = local
         a.file = (service.file if "." in service.file else f"{service.file}.{layer}").encode()
+        subs = [(SUB_BOOT_ITEM, pkt.pxe_suboptions[SUB_BOOT_ITEM][:4])]
+        prompt = self._prompt(tags)
+        if prompt is not None:  # dnsmasq sends the configured prompt along
+            subs.append(prompt)
         a.options = [(53, bytes((ACK,))), (OPT_SERVER_ID, local)] + misc + [
-            (OPT_VENDOR_SPECIFIC, dhcp.encode_suboptions([(SUB_BOOT_ITEM, pkt.pxe_suboptions[SUB_BOOT_ITEM][:4])]))]
+            (OPT_VENDOR_SPECIFIC, dhcp.encode_suboptions(subs))]
         return a
+
+    def _prompt(self, tags):
+        """Sub-option 10 from the first configured prompt that fits the client's tags."""
+        p = next((p for p in self.config.prompts if _tags_match(p.tags, tags)), None)
+        return None if p is None else (SUB_PROMPT, bytes((p.timeout & 0xFF,)) + p.text.encode())
 
     def find_boot(self, tags):
         """dnsmasq find_boot: the first entry whose tags all match, preferring tagged ones."""
@@ -299,7 +308,7 @@ class Policy:
                 servers += s.type.to_bytes(2, "big") + b"\x01" + server
             elif s.type != 0:
                 discovery = DISCOVERY_BCAST_ALLOWED  # unknown server: let the client broadcast
-        prompt = next((p for p in self.config.prompts if _tags_match(p.tags, tags)), None)
+        prompt = self._prompt(tags)
         subs = []
         if count == 0:
             discovery = DISCOVERY_USE_FILE
@@ -311,5 +320,5 @@ class Policy:
                 subs.append((SUB_SERVERS, bytes(servers)))
             subs.append((SUB_MENU, bytes(menu)))
         if prompt is not None:
-            subs.append((SUB_PROMPT, bytes((prompt.timeout & 0xFF,)) + prompt.text.encode()))
+            subs.append(prompt)
         return dhcp.encode_suboptions(subs)

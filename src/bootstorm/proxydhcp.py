@@ -20,6 +20,7 @@ from bootstorm.policy import BROADCAST_FLAG, ZERO, Policy
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
 PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 SIOCGIFNETMASK = 0x891B
+IPTOS_CLASS_CS6 = 0xC0  # network control traffic, as dnsmasq marks its DHCP replies
 CLIENT_PORT = 68
 PACKETS_PER_WAKEUP = 64
 MESSAGE_NAMES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 5: "ACK", 8: "INFORM"}
@@ -54,6 +55,7 @@ class ProxyDhcpServer:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_CLASS_CS6)
             s.bind((self.config.listen, port))
             s.setblocking(False)
         except BaseException:

@@ -81,7 +81,6 @@ class TftpServer:
         self._loop = loop
         loop.add_reader(self.sock.fileno(), self._on_requests)
         loop.add_reader(self.engine.fileno(), self.engine.poll)
-        self._tick_handle = loop.call_later(TICK_S, self._tick)
 
     def close(self) -> None:
         if self._loop is not None:
@@ -94,8 +93,12 @@ class TftpServer:
         os.close(self.rootfd)
 
     def _tick(self) -> None:
+        """Drive the engine's timer wheel while transfers run; an idle server sleeps."""
         self.engine.tick()
-        self._tick_handle = self._loop.call_later(TICK_S, self._tick)
+        if self.engine.active:
+            self._tick_handle = self._loop.call_later(TICK_S, self._tick)
+        else:
+            self._tick_handle = None
 
     def stats(self) -> dict:
         return {**self.engine.stats(), "requests_refused": self.requests_refused,
@@ -171,6 +174,8 @@ class TftpServer:
         self.transfers[slot] = _Transfer(client, filename, blksize, window, file_key, fd)
         self.by_client[client] = slot
         self.engine.begin(slot)
+        if self._tick_handle is None:
+            self._tick_handle = self._loop.call_later(TICK_S, self._tick)
 
     def _transfer_socket(self, local_ip: str, window_bytes: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

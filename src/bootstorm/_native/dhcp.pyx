@@ -203,6 +203,7 @@ def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yi
     buf[0] = op
     buf[1] = request.htype
     buf[2] = request.hlen
+    buf[3] = request.hops  # relays count hops; dnsmasq echoes them
     buf[4:8] = request.xid.to_bytes(4, "big")
     f = request.flags if flags < 0 else flags
     buf[10:12] = f.to_bytes(2, "big")
