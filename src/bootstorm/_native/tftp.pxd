@@ -42,6 +42,13 @@ cdef struct Xfer:
     char oack[160]
 
 
+cdef struct FileCheck:
+    int fd
+    uint64_t checked_ms
+    uint64_t size
+    int64_t ctime_ns
+
+
 cdef class Engine:
     cdef Xfer *xfers
     cdef int32_t capacity
@@ -59,6 +66,7 @@ cdef class Engine:
     cdef int *rlens
     cdef void *events
     cdef object on_done
+    cdef FileCheck checks[256]    # FILE_CHECKS
     cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred
     cdef list deferred            # (slot, outcome, ...) of transfers ended during the walk
     # counters
@@ -68,6 +76,7 @@ cdef class Engine:
     cdef inline uint64_t clock(self) noexcept
     cdef void wheel_insert(self, int32_t slot) noexcept
     cdef void wheel_remove(self, int32_t slot) noexcept
+    cdef bint file_unchanged(self, Xfer *x) noexcept
     cdef int send_window(self, int32_t slot) noexcept
     cdef int send_oack(self, int32_t slot) noexcept
     cdef void on_ack(self, int32_t slot, uint16_t block) noexcept

@@ -84,6 +84,7 @@ cdef enum:
     RECV_SLOT = 600          # ACKs are 4 bytes; ERRORs carry a short message
     MAX_EVENTS = 256
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
+    FILE_CHECKS = 256        # entries of the file-change check cache (a power of two)
 
 
 cdef inline uint16_t load16(const char *p) noexcept:
@@ -293,6 +294,8 @@ cdef class Engine:
             raise MemoryError()
         for i in range(WHEEL_SLOTS):
             self.wheel[i] = -1
+        for i in range(FILE_CHECKS):
+            self.checks[i].fd = -1
         for i in range(capacity):
             self.xfers[i].wheel_next = i + 1 if i + 1 < capacity else -1
             self.xfers[i].sock = -1
@@ -535,7 +538,6 @@ cdef class Engine:
         cdef size_t seg = x.blksize + HEADER_LEN, total, blen = 0
         cdef int per_chunk, nseg, i, r
         cdef iovec iov[GSO_MAX_SEGMENTS]
-        cdef struct_stat st
         cdef char *p
         if last > x.last_block:
             last = x.last_block
@@ -543,8 +545,7 @@ cdef class Engine:
             return 0
         # A truncated or rewritten file ends the transfer with an ERROR rather than
         # sending a mix of old and new content (docs/tftp.md).
-        if fstat(x.fd, &st) < 0 or <uint64_t>st.st_size != x.size or \
-                <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec != x.ctime_ns:
+        if not self.file_unchanged(x):
             self.finish(slot, OUT_FILE_CHANGED, 0)
             return -1
         per_chunk = GSO_MAX_BYTES // seg
@@ -592,6 +593,24 @@ cdef class Engine:
             x.sent = last
         x.deadline_ms = self.now_ms + x.rto_ms
         return 0
+
+    cdef bint file_unchanged(self, Xfer *x) noexcept:
+        """Size and change time as at admission. Transfers of one file share its fd, so a
+        check passed in the current millisecond is remembered (a direct-mapped cache keyed
+        by fd, size and ctime) rather than repeated by every transfer of a boot storm."""
+        cdef FileCheck *c = &self.checks[x.fd & (FILE_CHECKS - 1)]
+        cdef struct_stat st
+        if c.fd == x.fd and c.checked_ms == self.now_ms and c.size == x.size \
+                and c.ctime_ns == x.ctime_ns:
+            return True
+        if fstat(x.fd, &st) < 0 or <uint64_t>st.st_size != x.size or \
+                <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec != x.ctime_ns:
+            return False
+        c.fd = x.fd
+        c.checked_ms = self.now_ms
+        c.size = x.size
+        c.ctime_ns = x.ctime_ns
+        return True
 
     cdef void on_ack(self, int32_t slot, uint16_t block) noexcept:
         cdef Xfer *x = &self.xfers[slot]
