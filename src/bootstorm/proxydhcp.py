@@ -21,6 +21,8 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lack
 PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 SIOCGIFNETMASK = 0x891B
 IPTOS_CLASS_CS6 = 0xC0  # network control traffic, as dnsmasq marks its DHCP replies
+IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
+IP_PMTUDISC_DONT = getattr(socket, "IP_PMTUDISC_DONT", 0)
 CLIENT_PORT = 68
 PACKETS_PER_WAKEUP = 64
 MESSAGE_NAMES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 5: "ACK", 8: "INFORM"}
@@ -56,6 +58,9 @@ class ProxyDhcpServer:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_CLASS_CS6)
+            # no DF bit on replies, as dnsmasq (make_dhcp_sock): firmware and relays never
+            # see a fragmentation-needed path, and a reply looks the same on the wire
+            s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
             s.bind((self.config.listen, port))
             s.setblocking(False)
         except BaseException:

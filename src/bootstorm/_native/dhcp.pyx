@@ -197,7 +197,7 @@ cdef void put_field(bytearray buf, Py_ssize_t offset, Py_ssize_t width, bytes va
 def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yiaddr=b"\0\0\0\0",
           bytes siaddr=b"\0\0\0\0", int flags=-1, bytes sname=b"", bytes file=b"",
           list options=None):
-    """A reply to `request`: xid, htype, hlen, chaddr, giaddr echoed; options in the order
+    """A reply to `request`: xid, secs, htype, hlen, chaddr, giaddr echoed; options in the order
     given, split into several instances when longer than 255 bytes (RFC 3396)."""
     buf = bytearray(OPTIONS_OFFSET)
     buf[0] = op
@@ -205,6 +205,7 @@ def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yi
     buf[2] = request.hlen
     buf[3] = request.hops  # relays count hops; dnsmasq echoes them
     buf[4:8] = request.xid.to_bytes(4, "big")
+    buf[8:10] = request.secs.to_bytes(2, "big")  # dnsmasq answers in the request's buffer: secs echoed
     f = request.flags if flags < 0 else flags
     buf[10:12] = f.to_bytes(2, "big")
     put_field(buf, 12, 4, ciaddr)
