@@ -3,8 +3,10 @@
 Compiler directives live here and nowhere else. Switches (environment variables):
   BOOTSTORM_DEBUG=1     -O0 -g, Cython line tracing (coverage/profiling of .pyx code)
                         and annotate HTML next to each .pyx (`cython -a` view of the hot path)
+  BOOTSTORM_LIMITED_API=1  Python Limited API build, one cp311-abi3 wheel (docs/wheels.md)
 """
 import os
+import sys
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -26,6 +28,19 @@ if DEBUG:
     macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
     cflags = ["-O0", "-g", "-Wall"]
 
+# --- Limited API (abi3): opt-in, measured in docs/wheels.md ---------------------------------
+# Compiles every extension against CPython 3.11's stable ABI (Cython 3's limited API mode)
+# and tags the wheel cp311-abi3, one wheel for 3.11 and later. Transfers run at the same
+# speed, but Python-level calls (parse_request, negotiate, ...) are 8-28% slower: not default.
+LIMITED_API = os.environ.get("BOOTSTORM_LIMITED_API") == "1"
+wheel_options = {}
+if LIMITED_API:
+    if sys.version_info < (3, 11):
+        sys.exit("BOOTSTORM_LIMITED_API=1 needs Python >= 3.11 to build")
+    macros += [("Py_LIMITED_API", "0x030B0000")]
+    wheel_options = {"bdist_wheel": {"py_limited_api": "cp311"}}
+# ---------------------------------------------------------------------------------------------
+
 
 def native(name, c_sources=()):
     return Extension(
@@ -34,6 +49,7 @@ def native(name, c_sources=()):
         include_dirs=["ext", "src/bootstorm/_native"],
         define_macros=macros,
         extra_compile_args=cflags,
+        py_limited_api=LIMITED_API,
     )
 
 
@@ -43,4 +59,5 @@ setup(
         compiler_directives=directives,
         annotate=DEBUG,
     ),
+    options=wheel_options,
 )
