@@ -23,6 +23,12 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
     no_blocksize: bool = False  # dnsmasq tftp-no-blocksize: refuse blksize
     lowercase: bool = False  # dnsmasq tftp-lowercase: map file names to lower case
     netascii_max_bytes: int = 64 * 1024 * 1024
+    interfaces: list[str] = []  # answer only requests arriving on these (dnsmasq enable-tftp=IF)
+    roots: dict[str, str] = {}  # interface -> its own root (dnsmasq tftp-root=DIR,IF)
+    unique_root: str | None = None  # "ip" or "mac": serve ROOT/<client>/ when it exists
+    secure: bool = False  # only files owned by the server's user (dnsmasq tftp-secure)
+    port_range: list[int] | None = None  # [first, last] ports for transfers (tftp-port-range)
+    no_fail: bool = False  # start even when a root is missing (dnsmasq tftp-no-fail)
 
     def __post_init__(self) -> None:
         checks = [
@@ -32,6 +38,10 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
             (1 <= self.max_transfers <= 1_000_000, "max-transfers must be 1..1000000"),
             (0.01 <= self.retransmit_timeout <= 255, "retransmit-timeout must be 0.01..255 s"),
             (self.give_up_timeout >= self.retransmit_timeout, "give-up-timeout must be >= retransmit-timeout"),
+            (self.unique_root in (None, "ip", "mac"), "unique-root must be \"ip\" or \"mac\""),
+            (self.port_range is None or (len(self.port_range) == 2
+                                         and 1 <= self.port_range[0] <= self.port_range[1] <= 65535),
+             "port-range must be [first, last] within 1..65535"),
         ]
         for ok, why in checks:
             if not ok:

@@ -38,6 +38,19 @@ def netascii(data: bytes) -> bytes:
     return data.replace(b"\r", b"\r\x00").replace(b"\n", b"\r\n")
 
 
+def arp_mac(ip: str) -> str | None:
+    """The client's MAC from the kernel's ARP table, as dnsmasq writes it: aa-bb-cc-dd-ee-ff."""
+    try:
+        with open("/proc/net/arp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if len(fields) >= 4 and fields[0] == ip and fields[3] != "00:00:00:00:00:00":
+                    return fields[3].lower().replace(":", "-")
+    except OSError:
+        pass
+    return None
+
+
 class _Transfer:
     __slots__ = ("client", "filename", "blksize", "window", "file_key", "fd")
 
@@ -56,12 +69,16 @@ class TftpServer:
     def __init__(self, config: TftpConfig, log: Log, *, reuse_port: bool = False):
         self.config = config
         self.log = log
-        self.rootfd = os.open(config.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.rootfd = self._open_root(config.root)
+        self.iface_rootfds = {name: self._open_root(d) for name, d in config.roots.items()}
+        self.next_port = 0  # rotates through port_range
+        self.euid = os.geteuid()
         self.engine = native.Engine(config.max_transfers, self._on_done)
         self.transfers: list[_Transfer | None] = [None] * config.max_transfers
         self.by_client: dict[tuple[str, int], int] = {}  # a retransmitted RRQ starts nothing
         self.files: dict[tuple, list] = {}  # (dev, ino, size, ctime) -> [fd, users]
         self.mtu_blksize: dict[int, int] = {}
+        self.ifnames: dict[int, str] = {}
         self.requests_refused = 0
         self.requests_malformed = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -74,6 +91,16 @@ class TftpServer:
         self.address = self.sock.getsockname()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle = None
+
+    def _open_root(self, path: str) -> int:
+        """An fd for a root directory; -1 when it is missing and no_fail allows that."""
+        try:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            if not self.config.no_fail:
+                raise
+            self.log.event("tftp-root-missing", f"{path}: {exc.strerror}; requests for it fail")
+            return -1
 
     # -- lifecycle
 
@@ -90,7 +117,9 @@ class TftpServer:
                 self._tick_handle.cancel()
         self.engine.abort_all()
         self.sock.close()
-        os.close(self.rootfd)
+        for fd in (self.rootfd, *self.iface_rootfds.values()):
+            if fd >= 0:
+                os.close(fd)
 
     def _tick(self) -> None:
         """Drive the engine's timer wheel while transfers run; an idle server sleeps."""
@@ -146,11 +175,17 @@ class TftpServer:
         opcode, filename, mode, options = req
         if client in self.by_client:
             return  # the client retransmitted its RRQ: its transfer is already running
+        ifname = self._ifname(ifindex)
+        if self.config.interfaces and ifname not in self.config.interfaces:
+            return  # not an interface TFTP serves: silent, as if not listening there
         if opcode == OP_WRQ:
             raise TftpError(4, "write requests are refused: this server is read-only")
         if self.engine.active >= self.config.max_transfers:
             raise TftpError(0, "server busy: too many transfers, try again later")
-        fd, size, ctime_ns, file_key = self._open(filename, mode == "netascii")
+        rootfd, root = self.rootfd, self.config.root
+        if ifname in self.iface_rootfds:
+            rootfd, root = self.iface_rootfds[ifname], self.config.roots[ifname]
+        fd, size, ctime_ns, file_key = self._open(rootfd, root, filename, mode == "netascii", client[0])
         try:
             blksize, window, timeout, oack = native.negotiate(
                 options, size, netascii=mode == "netascii",
@@ -187,11 +222,39 @@ class TftpServer:
                 sock.setsockopt(socket.SOL_SOCKET, 32, want)  # SO_SNDBUFFORCE
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
-            sock.bind((local_ip, 0))  # a fresh port: the transfer's TID (RFC 1350 section 4)
+            self._bind_transfer(sock, local_ip)
         except BaseException:
             sock.close()
             raise
         return sock
+
+    def _bind_transfer(self, sock: socket.socket, local_ip: str) -> None:
+        """A fresh port: the transfer's TID (RFC 1350 section 4); from port_range if set."""
+        if self.config.port_range is None:
+            sock.bind((local_ip, 0))
+            return
+        first, last = self.config.port_range
+        count = last - first + 1
+        for i in range(count):
+            port = first + (self.next_port + i) % count
+            try:
+                sock.bind((local_ip, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            self.next_port = (port - first + 1) % count
+            return
+        raise TftpError(0, "server busy: no free port in the transfer port range")
+
+    def _ifname(self, ifindex: int) -> str | None:
+        name = self.ifnames.get(ifindex)
+        if name is None and ifindex:
+            try:
+                name = self.ifnames[ifindex] = socket.if_indextoname(ifindex)
+            except OSError:
+                pass
+        return name
 
     def _blksize_max(self, ifindex: int) -> int:
         if self.config.blksize_max:
@@ -210,16 +273,45 @@ class TftpServer:
 
     # -- files
 
-    def _open(self, filename: str, as_netascii: bool):
-        """Resolve and open a requested file: (fd, size, ctime_ns, cache key or None)."""
+    def _resolve(self, rootfd: int, root: str, filename: str, client_ip: str) -> str:
+        """The path below the root that dnsmasq would serve for this request."""
         name = filename.replace("\\", "/")  # DOS-style paths from old firmware
         if self.config.lowercase:
             name = name.lower()
-        name = name.lstrip("/")  # a leading / means the TFTP root, as in dnsmasq
-        if not name:
+        if "/../" in "/" + name:
+            # dnsmasq refuses any "/../" outright, even one that stays inside the root
+            raise TftpError(2, "access violation: '..' in the path")
+        prefix = root.rstrip("/") + "/"
+        if name.startswith(prefix):
+            name = name[len(prefix):]  # an absolute path inside the root is accepted (dnsmasq)
+        name = name.lstrip("/")  # any other leading / means the TFTP root
+        unique = self._unique_dir(rootfd, client_ip)
+        return f"{unique}/{name}" if unique else name
+
+    def _unique_dir(self, rootfd: int, client_ip: str) -> str | None:
+        """dnsmasq tftp-unique-root: ROOT/<ip>/ or ROOT/<mac>/, only where it exists."""
+        if self.config.unique_root is None:
+            return None
+        if self.config.unique_root == "ip":
+            sub = client_ip
+        else:
+            sub = arp_mac(client_ip)
+            if sub is None:
+                return None
+        try:
+            return sub if stat.S_ISDIR(os.stat(sub, dir_fd=rootfd, follow_symlinks=False).st_mode) else None
+        except OSError:
+            return None
+
+    def _open(self, rootfd: int, root: str, filename: str, as_netascii: bool, client_ip: str):
+        """Resolve and open a requested file: (fd, size, ctime_ns, cache key or None)."""
+        if rootfd < 0:
+            raise TftpError(1, "file not found: the TFTP root is missing")
+        name = self._resolve(rootfd, root, filename, client_ip)
+        if not name.strip("/"):
             raise TftpError(0, "is a directory")
         try:
-            fd = native.open_beneath(self.rootfd, name)
+            fd = native.open_beneath(rootfd, name)
         except OSError as exc:
             code, message = _OPEN_ERRORS.get(exc.errno, (0, os.strerror(exc.errno or 0)))
             raise TftpError(code, message) from None
@@ -229,6 +321,11 @@ class TftpServer:
                 raise TftpError(0, "is a directory")
             if not stat.S_ISREG(st.st_mode):
                 raise TftpError(2, "access violation: not a regular file")
+            if self.euid == 0 and not st.st_mode & stat.S_IROTH:
+                # as dnsmasq: root serves world-readable files only, never a root-only secret
+                raise TftpError(2, "access violation: not world-readable")
+            if self.config.secure and self.euid != 0 and st.st_uid != self.euid:
+                raise TftpError(2, "access violation: not owned by the server's user (secure mode)")
             if as_netascii:
                 return self._netascii(fd, st.st_size)
         except BaseException:
