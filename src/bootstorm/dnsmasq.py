@@ -115,12 +115,6 @@ _REJECT = {
     "dhcp-name-match": "bootstorm cannot set tags from client host names: match by MAC (dhcp-mac), "
                        "vendor or user class instead",
     "read-ethers": "bootstorm reads no /etc/ethers: write the hosts as dhcp-host=MAC,... lines",
-    "tftp-unique-root": "bootstorm's TFTP root is one directory (missing: a per-client sub-directory "
-                        "by IP or MAC in [tftp])",
-    "tftp-secure": "bootstorm's TFTP serves every readable file under the root (missing: an "
-                   "owner check in [tftp]); remove the line once the root holds only files to serve",
-    "tftp-port-range": "bootstorm sends each transfer from a free ephemeral port (missing: a port "
-                       "range in [tftp]); open the ephemeral range in the firewall instead",
     "tftp-single-port": "bootstorm sends each transfer from its own port (missing: single-port mode "
                         "in [tftp]); allow the ephemeral ports through the firewall instead",
 }
@@ -261,6 +255,8 @@ class _Reader:
         self.vendors: list[str] = []
         self.reply_delay: tuple | None = None
         self.interfaces: list[str] = []
+        self.tftp_interfaces: list[str] = []
+        self.tftp_roots: dict[str, str] = {}
         self.except_interfaces: list[str] = []
         self.listen: list[tuple[str, str]] = []
         self.port: tuple | None = None
@@ -802,17 +798,29 @@ class _Reader:
         self.tftp = True
         self.tftp_where = where
         if arg:
-            ifaces = [_unhide(f) for f in _split(arg) if f]
-            raise self.error(where, name, f"TFTP on interfaces {', '.join(ifaces)} only: bootstorm's "
-                             "TFTP listens on one address (missing: interfaces in [tftp]); use "
-                             "enable-tftp with listen-address=ADDRESS of that interface")
+            self.tftp_interfaces += [_unhide(f) for f in _split(arg) if f]
 
     def opt_tftp_root(self, arg, where, name):
         f = _split(arg)
         if len(f) > 1:
-            raise self.error(where, name, f"a root for interface {_unhide(f[1])} only: bootstorm has one "
-                             "TFTP root (missing: per-interface roots in [tftp]); drop the interface")
-        self.tftp_root = _unhide(f[0])
+            self.tftp_roots[_unhide(f[1])] = _unhide(f[0])
+        else:
+            self.tftp_root = _unhide(f[0])
+
+    def opt_tftp_unique_root(self, arg, where, name):
+        kind = _unhide(arg or "ip").lower()
+        if kind not in ("ip", "mac"):
+            raise self.error(where, name, f"{kind!r}: one of ip, mac")
+        self.tftp_opts["unique_root"] = (kind, where)
+
+    def opt_tftp_secure(self, arg, where, name):
+        self.tftp_opts["secure"] = (True, where)
+
+    def opt_tftp_port_range(self, arg, where, name):
+        f = [_unhide(x) for x in _split(arg or "")]
+        if len(f) != 2 or not all(x.isdigit() for x in f):
+            raise self.error(where, name, "expected FIRST,LAST port numbers")
+        self.tftp_opts["port_range"] = ([int(f[0]), int(f[1])], where)
 
     def opt_tftp_max(self, arg, where, name):
         self.tftp_opts["max_transfers"] = (self._int(arg, where, name), where)
@@ -852,6 +860,13 @@ class _Reader:
                 self.warnings.append(f"{self.tftp_where}: enable-tftp without tftp-root: dnsmasq serves "
                                      "from its working directory, /; so does bootstorm (set tftp-root)")
             kw = {k: v for k, (v, _) in self.tftp_opts.items()}
+            kw["no_fail"] = self.tftp_no_fail
+            if self.tftp_roots:
+                kw["roots"] = dict(self.tftp_roots)
+            # dnsmasq's TFTP answers on enable-tftp's interfaces, else on interface= ones
+            ifaces = self.tftp_interfaces or self.interfaces
+            if ifaces:
+                kw["interfaces"] = list(dict.fromkeys(ifaces))
             listen = self._tftp_listen()
             if listen:
                 kw["listen"] = listen
@@ -878,10 +893,6 @@ class _Reader:
     def _tftp_listen(self) -> str | None:
         addrs = [a for a, _ in self.listen if a != "127.0.0.1"] or [a for a, _ in self.listen]
         if not addrs:
-            if self.interfaces:
-                self.warnings.append(f"interface={','.join(self.interfaces)}: bootstorm's TFTP answers on "
-                                     "every interface (missing: interfaces in [tftp]); add "
-                                     "listen-address=ADDRESS to bind it to one")
             return None
         if len(addrs) > 1:
             wheres = ", ".join(w for a, w in self.listen)

@@ -253,10 +253,9 @@ def test_port_rules(tmp_path):
 
 
 def test_rejected_options_say_what_to_do(tmp_path):
-    for line, words in [("tftp-secure", "owner check"), ("tftp-unique-root=mac", "per-client"),
-                        ("tftp-port-range=5000,5100", "port range"), ("tftp-single-port", "single-port"),
-                        ("dhcp-relay=10.0.0.1,10.0.0.2", "relay"), ("conf-script=/bin/x", "runs no programs"),
-                        ("enable-tftp=eth0", "interfaces"), ("tftp-root=/srv,eth0", "per-interface")]:
+    for line, words in [("tftp-single-port", "single-port"), ("tftp-unique-root=name", "one of ip, mac"),
+                        ("tftp-port-range=5000", "FIRST,LAST"),
+                        ("dhcp-relay=10.0.0.1,10.0.0.2", "relay"), ("conf-script=/bin/x", "runs no programs")]:
         e = error(tmp_path, HEAD + line + "\n")
         assert f"pxe.conf:3: {line.split('=')[0]}: " in e and words in e, e
 
@@ -268,8 +267,16 @@ def test_tftp(tmp_path):
     c = load(tmp_path, "port=0\nenable-tftp\ntftp-root=/srv/tftp\ntftp-max=1000\ntftp-mtu=9000\n"
                        "tftp-lowercase\ntftp-no-blocksize\ntftp-no-fail\nlisten-address=127.0.0.1,10.0.0.1\n")
     assert c.config.tftp == TftpConfig(root="/srv/tftp", listen="10.0.0.1", max_transfers=1000,
-                                       blksize_max=8968, lowercase=True, no_blocksize=True)
+                                       blksize_max=8968, lowercase=True, no_blocksize=True,
+                                       no_fail=True)
     assert c.tftp_no_fail and c.config.dhcp is None
+    c = load(tmp_path, "port=0\nenable-tftp=eth1,eth2\ntftp-root=/srv/tftp\ntftp-root=/srv/lab,eth2\n"
+                       "tftp-unique-root=mac\ntftp-secure\ntftp-port-range=5000,5100\ninterface=eth9\n")
+    assert c.config.tftp == TftpConfig(root="/srv/tftp", interfaces=["eth1", "eth2"],
+                                       roots={"eth2": "/srv/lab"}, unique_root="mac", secure=True,
+                                       port_range=[5000, 5100])
+    c = load(tmp_path, "port=0\nenable-tftp\ntftp-root=/srv/tftp\ntftp-unique-root\ninterface=eth9\n")
+    assert c.config.tftp.interfaces == ["eth9"] and c.config.tftp.unique_root == "ip"
     c = load(tmp_path, "port=0\nenable-tftp\n")
     assert c.config.tftp.root == "/" and any("working directory" in w for w in c.warnings)
     assert load(tmp_path, "port=0\ntftp-root=/x\n").config.tftp is None

@@ -27,12 +27,6 @@ cdef extern from "time.h" nogil:
     enum: CLOCK_MONOTONIC
     int clock_gettime(int clk, timespec *ts)
 
-cdef extern from "sys/stat.h" nogil:
-    struct struct_stat "stat":
-        uint64_t st_size
-        timespec st_ctim
-    int fstat(int fd, struct_stat *st)
-
 cdef extern from "sys/uio.h" nogil:
     struct iovec:
         void *iov_base
@@ -51,7 +45,9 @@ cdef extern from "sys/epoll.h" nogil:
     int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
 
 cdef extern from "sys/socket.h" nogil:
-    ssize_t sendto(int fd, const void *buf, size_t n, int flags, const void *addr, uint32_t addrlen)
+    struct sockaddr:
+        pass
+    ssize_t sendto(int fd, const void *buf, size_t n, int flags, const sockaddr *addr, uint32_t addrlen)
 
 cdef extern from "udpio.h" nogil:
     int udpio_probe_gso()
@@ -63,6 +59,7 @@ cdef extern from "udpio.h" nogil:
 cdef extern from "fsopen.h" nogil:
     int fs_have_openat2()
     int fs_open_beneath(int rootfd, const char *path)
+    int fs_identity(int fd, uint64_t *size, int64_t *ctime_ns)
 
 
 # Outcomes reported to on_done; names in OUTCOMES.
@@ -524,7 +521,7 @@ cdef class Engine:
 
     cdef int send_oack(self, int32_t slot) noexcept:
         cdef Xfer *x = &self.xfers[slot]
-        if sendto(x.sock, x.oack, x.oack_len, 0, &x.peer, sizeof(sockaddr_in)) < 0:
+        if sendto(x.sock, x.oack, x.oack_len, 0, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) < 0:
             self.send_errors += 1
         else:
             self.packets_out += 1
@@ -599,12 +596,12 @@ cdef class Engine:
         check passed in the current millisecond is remembered (a direct-mapped cache keyed
         by fd, size and ctime) rather than repeated by every transfer of a boot storm."""
         cdef FileCheck *c = &self.checks[x.fd & (FILE_CHECKS - 1)]
-        cdef struct_stat st
+        cdef uint64_t size
+        cdef int64_t ctime_ns
         if c.fd == x.fd and c.checked_ms == self.now_ms and c.size == x.size \
                 and c.ctime_ns == x.ctime_ns:
             return True
-        if fstat(x.fd, &st) < 0 or <uint64_t>st.st_size != x.size or \
-                <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec != x.ctime_ns:
+        if fs_identity(x.fd, &size, &ctime_ns) < 0 or size != x.size or ctime_ns != x.ctime_ns:
             return False
         c.fd = x.fd
         c.checked_ms = self.now_ms
@@ -666,7 +663,7 @@ cdef class Engine:
         store16(pkt + 2, code)
         memcpy(pkt + HEADER_LEN, msg, n)
         pkt[HEADER_LEN + n] = 0
-        if sendto(sock, pkt, HEADER_LEN + n + 1, 0, dst, sizeof(sockaddr_in)) < 0:
+        if sendto(sock, pkt, HEADER_LEN + n + 1, 0, <const sockaddr *>dst, sizeof(sockaddr_in)) < 0:
             self.send_errors += 1
         else:
             self.packets_out += 1
