@@ -49,6 +49,10 @@ class Answer:
     options: list = field(default_factory=list)
 
 
+def _ip_int(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
 def _tags_match(wanted, tags: set) -> bool:
     """dnsmasq match_netid: every tag present, every '!tag' absent."""
     for t in wanted:
@@ -85,7 +89,9 @@ class Policy:
             self.vendors.append(HTTP_CLIENT)  # beyond dnsmasq: UEFI HTTP Boot
         self.hosts = {name: socket.inet_aton(addr) for name, addr in config.hosts.items()}
         self.rules = [(r, self._compile_rule(r)) for r in config.rules]
-        self.ranges = [(ipaddress.IPv4Address(r.network), r) for r in config.ranges]
+        # (network, netmask or None for the interface's, range) as 32-bit integers
+        self.ranges = [(_ip_int(r.network), _ip_int(r.netmask) if r.netmask else None, r)
+                       for r in config.ranges]
         self.services = self._number_services(config.services)
         # dnsmasq answers PXE only once a pxe-service or pxe-prompt exists
         self.enabled = bool(config.services or config.prompts)
@@ -143,11 +149,13 @@ class Policy:
         return tags
 
     def find_range(self, addr: bytes, local_netmask: bytes | None):
-        ip = ipaddress.IPv4Address(addr)
-        for net, r in self.ranges:
-            mask = r.netmask or (socket.inet_ntoa(local_netmask) if local_netmask else "255.255.255.0")
-            if ipaddress.IPv4Network(f"{net}/{mask}", strict=False) == \
-                    ipaddress.IPv4Network(f"{ip}/{mask}", strict=False):
+        """The first proxy range whose subnet holds addr (dnsmasq is_same_net); a range
+        without a netmask takes the interface's, else /24."""
+        ip = int.from_bytes(addr, "big")
+        default = int.from_bytes(local_netmask, "big") if local_netmask else 0xFFFFFF00
+        for net, mask, r in self.ranges:
+            m = default if mask is None else mask
+            if ip & m == net & m:
                 return r
         return None
 
