@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import socket
 import struct
+import time
 
 from bootstorm._native import dhcp
 from bootstorm.config import DhcpConfig
@@ -25,6 +26,9 @@ IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_DONT = getattr(socket, "IP_PMTUDISC_DONT", 0)
 CLIENT_PORT = 68
 PACKETS_PER_WAKEUP = 64
+# malformed packets are logged at most this many per second; the rest are counted and
+# summed up in one `dhcp-malformed-suppressed` line: junk on the segment cannot flood the log
+MALFORMED_LOG_PER_SECOND = 10
 MESSAGE_NAMES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 5: "ACK", 8: "INFORM"}
 
 
@@ -50,6 +54,9 @@ class ProxyDhcpServer:
         self.netmasks: dict[int, bytes | None] = {}
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._malformed_window = -1.0  # start of the current one-second log window
+        self._malformed_logged = 0
+        self._malformed_suppressed = 0
 
     def _bind(self, port: int) -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -78,6 +85,7 @@ class ProxyDhcpServer:
             loop.add_reader(s.fileno(), self._on_readable, s)
 
     def close(self) -> None:
+        self._flush_malformed()
         for s in self.sockets:
             if self._loop is not None:
                 self._loop.remove_reader(s.fileno())
@@ -119,7 +127,24 @@ class ProxyDhcpServer:
             except DhcpError as exc:
                 self.counters["malformed"] += 1
                 if self.log_dhcp:
-                    self.log.event("dhcp-malformed", str(exc), client=f"{src[0]}:{src[1]}")
+                    self._log_malformed(str(exc), src)
+
+    def _log_malformed(self, why: str, src) -> None:
+        now = time.monotonic()
+        if now - self._malformed_window >= 1.0:
+            self._flush_malformed()
+            self._malformed_window, self._malformed_logged = now, 0
+        if self._malformed_logged < MALFORMED_LOG_PER_SECOND:
+            self._malformed_logged += 1
+            self.log.event("dhcp-malformed", why, client=f"{src[0]}:{src[1]}")
+        else:
+            self._malformed_suppressed += 1
+
+    def _flush_malformed(self) -> None:
+        if self._malformed_suppressed:
+            self.log.event("dhcp-malformed-suppressed", "malformed packets dropped and not logged",
+                           count=self._malformed_suppressed)
+            self._malformed_suppressed = 0
 
     def _handle(self, sock, data, src, ifindex, local, on_pxe_port) -> None:
         pkt = dhcp.parse(data)
