@@ -1,0 +1,301 @@
+"""Boot policy decisions without a network: Policy.answer for each arch, tag, rule and port.
+
+The expected answers are dnsmasq 2.90's in proxy mode (src/rfc2131.c), checked on the
+wire by tests/pxe/test_differential.py; here each rule is pinned on its own.
+"""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bootstorm._native import dhcp
+from bootstorm.config import BootFile, DhcpConfig, ProxyRange, PxePrompt, PxeService, TagRule
+from bootstorm.policy import Policy
+
+MAGIC = b"\x63\x82\x53\x63"
+MAC = bytes.fromhex("525400123456")
+UUID = b"\x00" + bytes(range(16))
+LOCAL = bytes([10, 213, 0, 1])
+MASK = bytes([255, 255, 255, 0])
+CLI = bytes([10, 213, 0, 50])
+ZERO = b"\0" * 4
+DISCOVER, REQUEST, INFORM = 1, 3, 8
+RANGE = [ProxyRange(network="10.213.0.0")]
+
+
+def packet(arch=0, *, mtype=DISCOVER, vendor=None, user_class=None, opt175=False, mac=MAC, ciaddr=ZERO,
+           giaddr=ZERO, item=None, uuid=UUID, op=1, flags=0):
+    vendor = vendor if vendor is not None else f"PXEClient:Arch:{arch:05d}:UNDI:003000"
+    opts = [(53, bytes((mtype,))), (93, struct.pack("!H", arch)), (60, vendor.encode())]
+    if uuid is not None:
+        opts.append((97, uuid))
+    if user_class is not None:
+        opts.append((77, user_class))
+    if opt175:
+        opts.append((175, b"\x10\x01\x02"))
+    if item is not None:
+        opts.append((43, bytes((71, 4)) + struct.pack("!HH", *item) + b"\xff"))
+    body = b"".join(bytes((c, len(v))) + v for c, v in opts) + b"\xff"
+    hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", op, 1, 6, 0, 42, 0, flags, ciaddr, ZERO, ZERO, giaddr,
+                      mac.ljust(16, b"\0"), b"", b"")
+    return dhcp.parse(hdr + MAGIC + body)
+
+
+def answer(cfg: DhcpConfig, pkt, pxe_port=False, local=LOCAL):
+    return Policy(cfg).answer(pkt, on_pxe_port=pxe_port, local=local, local_netmask=MASK)
+
+
+def opts(a) -> dict[int, bytes]:
+    return dict(a.options)
+
+
+def subs(a) -> list[tuple[int, bytes]]:
+    raw, out, i = opts(a)[43], [], 0
+    while raw[i] != 255:
+        out.append((raw[i], raw[i + 2:i + 2 + raw[i + 1]]))
+        i += 2 + raw[i + 1]
+    return out
+
+
+MENU = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="Press F8", timeout=5)], services=[
+    PxeService(arch="x86PC", menu="Network Boot", file="pxelinux"),
+    PxeService(arch="x86PC", menu="Local"),
+    PxeService(arch=7, menu="UEFI", file="ipxe.efi"),
+    PxeService(arch=9, menu="shim", file="bootx64.efi"),
+    PxeService(arch=9, menu="grub", file="grubx64"),
+    PxeService(arch=11, menu="ARM64", file="grubaa64"),
+])
+
+
+# ---------------------------------------------------------------- who is answered
+def test_silent_without_services_or_prompts():
+    assert answer(DhcpConfig(ranges=RANGE, boot=[BootFile(file="a")]), packet(0)) is None
+    assert answer(DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="x")]), packet(0)) is not None
+
+
+@pytest.mark.parametrize("vendor", ["MSFT 5.0", "", "pxeclient", "XPXEClient"])
+def test_only_pxeclient_prefix(vendor):
+    assert answer(MENU, packet(0, vendor=vendor)) is None
+
+
+def test_more_vendor_prefixes_and_the_matched_one_echoed():
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services, vendor_classes=["PXEClient", "Etherboot"])
+    a = answer(cfg, packet(0, vendor="Etherboot-5.4"))
+    assert a is not None and opts(a)[60] == b"Etherboot"
+    assert opts(answer(cfg, packet(0)))[60] == b"PXEClient"
+
+
+def test_bootreply_and_other_message_types_ignored():
+    assert answer(MENU, packet(0, op=2)) is None
+    assert answer(MENU, packet(7, mtype=REQUEST, ciaddr=CLI)) is None  # REQUEST on 67, no item
+    assert answer(MENU, packet(7, mtype=INFORM, ciaddr=CLI), pxe_port=True) is None
+    assert answer(MENU, packet(7, mtype=7), pxe_port=True) is None  # RELEASE
+
+
+def test_no_arch_option_no_answer():
+    pkt = packet(0)
+    del pkt.options[93]
+    assert answer(MENU, pkt) is None
+
+
+def test_ranges_select_the_subnet():
+    assert answer(MENU, packet(0), local=bytes([10, 9, 0, 1])) is None  # no range for this subnet
+    assert answer(MENU, packet(0, giaddr=bytes([10, 213, 0, 254])), local=bytes([10, 9, 0, 1])) is not None
+    cfg = DhcpConfig(ranges=[ProxyRange(network="10.214.0.0", netmask="255.255.255.0", set="remote")],
+                     services=[PxeService(arch=0, menu="R", file="r", tags=["remote"])])
+    a = answer(cfg, packet(0, giaddr=bytes([10, 214, 0, 9])))
+    assert dict(subs(a))[9] == b"\x80\x00\x01R"
+    assert answer(cfg, packet(0)) is None
+    filt = DhcpConfig(ranges=[ProxyRange(network="10.213.0.0", tags=["known"])], services=MENU.services,
+                      rules=[TagRule(set="known", mac="52:54:00:*:*:*")])
+    assert answer(filt, packet(0)) is not None and answer(filt, packet(0, mac=b"\x02" * 6)) is None
+
+
+# ---------------------------------------------------------------- port 67 and 4011 by arch
+def test_bios_discover_menu_offer():
+    a = answer(MENU, packet(0))
+    assert (a.message_type, a.flags, a.siaddr, a.file, a.sname) == (2, 0x8000, ZERO, b"", b"")
+    assert [c for c, _ in a.options] == [53, 54, 60, 97, 43]
+    assert opts(a)[54] == LOCAL and opts(a)[60] == b"PXEClient" and opts(a)[97] == UUID
+    assert subs(a) == [(6, b"\x03"), (8, b"\x80\x00\x01" + LOCAL),
+                       (9, b"\x80\x00\x0cNetwork Boot" + b"\x00\x00\x05Local"), (10, b"\x05Press F8")]
+
+
+@pytest.mark.parametrize("arch", [6, 7, 9, 10, 11, 12, 255, 1000])
+def test_uefi_discover_redirects_to_4011(arch):
+    a = answer(MENU, packet(arch))
+    assert a.siaddr == LOCAL and a.file == b"" and [c for c, _ in a.options] == [53, 54, 60, 97]
+
+
+@pytest.mark.parametrize("arch,file", [(7, b"ipxe.efi"), (11, b"grubaa64.0")])
+def test_uefi_4011_single_service_shortcut(arch, file):
+    a = answer(MENU, packet(arch, mtype=REQUEST, ciaddr=CLI), pxe_port=True)
+    assert (a.message_type, a.flags, a.ciaddr, a.siaddr, a.sname, a.file) == (5, 0, CLI, LOCAL, b"10.213.0.1", file)
+    assert 43 not in opts(a)
+
+
+def test_uefi_4011_two_services_menu():
+    a = answer(MENU, packet(9, mtype=REQUEST, ciaddr=CLI), pxe_port=True)
+    assert a.file == b"" and a.siaddr == LOCAL
+    assert dict(subs(a))[9] == b"\x80\x02\x04shim" + b"\x80\x03\x04grub"
+    assert dict(subs(a))[8] == b"\x80\x02\x01" + LOCAL + b"\x80\x03\x01" + LOCAL
+
+
+def test_4011_without_ciaddr_broadcasts():
+    a = answer(MENU, packet(7, mtype=REQUEST), pxe_port=True)
+    assert a.flags & 0x8000 and a.ciaddr == ZERO
+
+
+@pytest.mark.parametrize("arch", [1, 2, 3, 4, 5, 8, 10, 12, 15, 255])
+def test_arch_without_services(arch):
+    a = answer(MENU, packet(arch, mtype=REQUEST, ciaddr=CLI), pxe_port=True)
+    assert a.file == b"" and subs(a) == [(6, b"\x08"), (10, b"\x05Press F8")]
+
+
+def test_uuid_echoed_only_when_17_bytes():
+    assert 97 not in opts(answer(MENU, packet(0, uuid=b"\x00" * 16)))
+    assert 97 not in opts(answer(MENU, packet(0, uuid=None)))
+
+
+def test_stand_in_prompt_without_pxe_prompt():
+    one = DhcpConfig(ranges=RANGE, services=[PxeService(arch=0, menu="A", file="a")])
+    two = DhcpConfig(ranges=RANGE, services=one.services + [PxeService(arch=0, menu="B", file="b")])
+    assert subs(answer(one, packet(0)))[:2] == [(6, b"\x03"), (10, b"\x00PXE")]
+    assert subs(answer(two, packet(0)))[:2] == [(6, b"\x03"), (10, b"\xffPXE")]
+
+
+def test_menu_too_large_gives_empty_43():
+    cfg = DhcpConfig(ranges=RANGE, services=[PxeService(arch=0, menu="m" * 100, file=f"f{i}") for i in range(3)])
+    assert opts(answer(cfg, packet(0)))[43] == b"\xff"
+
+
+def test_service_with_unknown_server_allows_broadcast_discovery():
+    cfg = DhcpConfig(ranges=RANGE, services=[PxeService(arch=0, menu="Remote", type=5)])
+    assert subs(answer(cfg, packet(0)))[0] == (6, b"\x02")
+    cfg = DhcpConfig(ranges=RANGE, services=[PxeService(arch=0, menu="Remote", type=5, server="10.0.0.9")])
+    assert dict(subs(answer(cfg, packet(0))))[8] == b"\x00\x05\x01" + bytes([10, 0, 0, 9])
+
+
+# ---------------------------------------------------------------- boot server REQUEST
+@pytest.mark.parametrize("item,file", [((0x8000, 0), b"pxelinux.0"), ((0x8000, 3), b"pxelinux.3"),
+                                       ((0x8001, 0), b"ipxe.efi")])
+def test_boot_server_ack(item, file):
+    a = answer(MENU, packet(0, mtype=REQUEST, ciaddr=CLI, item=item))
+    assert (a.message_type, a.flags, a.ciaddr, a.yiaddr, a.siaddr, a.file) == (5, 0, ZERO, CLI, LOCAL, file)
+    assert subs(a) == [(71, struct.pack("!HH", *item)), (10, b"\x05Press F8")]
+
+
+@pytest.mark.parametrize("item,ciaddr", [((0, 0), CLI), ((0x8000, 0x8000), CLI), ((0x9999, 0), CLI),
+                                         ((0x8000, 0), ZERO), ((0x8000, 0), bytes([10, 9, 9, 9]))],
+                         ids=["local-boot", "bis", "unknown", "no-ciaddr", "ciaddr-out-of-range"])
+def test_boot_server_request_unanswered(item, ciaddr):
+    assert answer(MENU, packet(0, mtype=REQUEST, ciaddr=ciaddr, item=item)) is None
+
+
+def test_boot_server_service_server_address():
+    cfg = DhcpConfig(ranges=RANGE, services=[PxeService(arch=0, menu="X", file="x", server="10.213.0.9")])
+    assert answer(cfg, packet(0, mtype=REQUEST, ciaddr=CLI, item=(0x8000, 0))).siaddr == bytes([10, 213, 0, 9])
+
+
+# ---------------------------------------------------------------- tags, rules, boot files
+IPXE = DhcpConfig(
+    ranges=RANGE, prompts=[PxePrompt(text="P", timeout=1)],
+    rules=[TagRule(set="ipxe", user_class="iPXE")],
+    boot=[BootFile(file="http://10.213.0.1/boot.ipxe", tags=["ipxe"])],
+    services=[PxeService(arch=0, menu="iPXE", file="undionly.kpxe", tags=["!ipxe"]),
+              PxeService(arch=7, menu="iPXE", file="ipxe.efi", tags=["!ipxe"])])
+
+
+@pytest.mark.parametrize("uc", [b"iPXE", b"\x04iPXE", b"\x03foo\x04iPXE"])
+def test_ipxe_gets_the_script_not_the_binary(uc):
+    bios = answer(IPXE, packet(0, user_class=uc))
+    assert bios.file == b"http://10.213.0.1/boot.ipxe" and subs(bios) == [(6, b"\x08"), (10, b"\x01P")]
+    assert bios.siaddr == LOCAL  # beyond dnsmasq (0.0.0.0 there): iPXE needs a next-server
+    uefi = answer(IPXE, packet(7, mtype=REQUEST, ciaddr=CLI, user_class=uc), pxe_port=True)
+    assert uefi.file == b"http://10.213.0.1/boot.ipxe"
+    assert answer(IPXE, packet(7, mtype=REQUEST, ciaddr=CLI), pxe_port=True).file == b"ipxe.efi"
+
+
+def test_option_175_rule():
+    cfg = DhcpConfig(ranges=IPXE.ranges, prompts=IPXE.prompts, boot=IPXE.boot, services=IPXE.services,
+                     rules=[TagRule(set="ipxe", option=175)])
+    assert answer(cfg, packet(0, opt175=True)).file == b"http://10.213.0.1/boot.ipxe"
+    assert answer(cfg, packet(0)).file == b""
+
+
+@pytest.mark.parametrize("rule,hit,miss", [
+    (TagRule(set="t", mac="52:54:00:12:34:56"), {}, {"mac": b"\x52\x54\x00\x12\x34\x57"}),
+    (TagRule(set="t", mac="52:54:00:*:*:*"), {}, {"mac": b"\x02\x54\x00\x12\x34\x56"}),
+    (TagRule(set="t", vendor_class="Arch:00000"), {}, {"vendor": "PXEClient:Arch:00009:UNDI:003000"}),
+    (TagRule(set="t", user_class="gold"), {"user_class": b"\x04gold"}, {"user_class": b"silver"}),
+    (TagRule(set="t", arch=[0, 6]), {}, {"arch": 7}),
+    (TagRule(set="t", option=93, value="0"), {}, {"arch": 9}),
+    (TagRule(set="t", option=60, value="UNDI:003000"), {}, {"vendor": "PXEClient:Arch:00000:UNDI:002001"}),
+], ids=["mac", "mac-wildcard", "vendor-class", "user-class", "arch", "option-number", "option-text"])
+def test_tag_rules(rule, hit, miss):
+    cfg = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")], rules=[rule],
+                     boot=[BootFile(file="tagged", tags=["t"]), BootFile(file="untagged")])
+    assert answer(cfg, packet(**{"arch": 0, **hit})).file == b"tagged"
+    assert answer(cfg, packet(**{"arch": 0, **miss})).file == b"untagged"
+
+
+def test_tag_if_sees_tags_set_by_rules():
+    cfg = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")],
+                     rules=[TagRule(set="both", tags=["a", "b"]), TagRule(set="a", arch=[0]),
+                            TagRule(set="b", user_class="iPXE")],
+                     boot=[BootFile(file="both", tags=["both"])])
+    assert answer(cfg, packet(0, user_class=b"iPXE")).file == b"both"
+    assert answer(cfg, packet(0)).file == b""
+
+
+def test_find_boot_prefers_tagged_then_first():
+    cfg = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")], rules=[TagRule(set="x", arch=[0])],
+                     boot=[BootFile(file="plain"), BootFile(file="x1", tags=["x"]), BootFile(file="x2", tags=["x"])])
+    assert answer(cfg, packet(0)).file == b"x1" and answer(cfg, packet(6)).file == b"plain"
+
+
+def test_boot_file_server_address_and_name():
+    cfg = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")], hosts={"tftp1": "10.213.0.7"},
+                     boot=[BootFile(file="a", server="10.213.0.9", tags=["!named"]),
+                           BootFile(file="b", server_name="tftp1", tags=["named"])],
+                     rules=[TagRule(set="named", arch=[6])])
+    assert answer(cfg, packet(0)).siaddr == bytes([10, 213, 0, 9])
+    assert answer(cfg, packet(6)).siaddr == bytes([10, 213, 0, 7])
+
+
+def test_prompt_by_tags():
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services[:1], rules=[TagRule(set="x", mac="52:54:00:*:*:*")],
+                     prompts=[PxePrompt(text="tagged", timeout=3, tags=["x"]), PxePrompt(text="other", timeout=4)])
+    assert subs(answer(cfg, packet(0)))[-1] == (10, b"\x03tagged")
+    assert subs(answer(cfg, packet(0, mac=b"\x02" * 6)))[-1] == (10, b"\x04other")
+
+
+@pytest.mark.parametrize("kw,pxe_port", [({"arch": 0}, False), ({"arch": 7, "mtype": REQUEST, "ciaddr": CLI}, True),
+                                         ({"arch": 0, "mtype": REQUEST, "ciaddr": CLI, "item": (0x8000, 0)}, False),
+                                         ({"arch": 16, "vendor": "HTTPClient:Arch:00016:UNDI:003001"}, False)],
+                         ids=["discover", "4011", "boot-server", "http"])
+def test_ignore_rule(kw, pxe_port):
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services, prompts=MENU.prompts, boot=[BootFile(file="http://x/y")],
+                     rules=[TagRule(set="bad", mac="52:54:00:12:34:56")], ignore=[["bad"]])
+    assert answer(cfg, packet(**kw), pxe_port) is None
+    assert answer(cfg, packet(**{**kw, "mac": b"\x02" * 6}), pxe_port) is not None
+
+
+# ---------------------------------------------------------------- UEFI HTTP Boot (beyond dnsmasq)
+HTTP = "HTTPClient:Arch:00016:UNDI:003001"
+
+
+def test_http_boot_gets_url():
+    cfg = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")], rules=[TagRule(set="http", vendor_class="HTTPClient")],
+                     boot=[BootFile(file="http://10.213.0.1/x.efi", tags=["http"])])
+    a = answer(cfg, packet(16, vendor=HTTP))
+    assert (a.message_type, a.flags, a.siaddr, a.yiaddr, a.file) == (2, 0x8000, ZERO, ZERO, b"http://10.213.0.1/x.efi")
+    assert a.options == [(53, b"\x02"), (54, LOCAL), (60, b"HTTPClient"), (97, UUID)]
+    assert answer(cfg, packet(16, vendor=HTTP, mtype=REQUEST, ciaddr=CLI), True) is None
+    off = DhcpConfig(ranges=cfg.ranges, prompts=cfg.prompts, rules=cfg.rules, boot=cfg.boot, http_boot=False)
+    assert answer(off, packet(16, vendor=HTTP)) is None
+
+
+def test_http_boot_without_boot_entry_is_silent():
+    assert answer(MENU, packet(16, vendor=HTTP)) is None
