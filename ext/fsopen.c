@@ -93,7 +93,7 @@ int fs_open_beneath(int rootfd, const char *path)
 #endif
 #endif
 #define FS_AT_EMPTY_PATH 0x1000
-#define FS_STATX_CTIME 0x80U
+#define FS_STATX_MTIME 0x40U
 #define FS_STATX_SIZE 0x200U
 
 /* The kernel's struct statx (include/uapi/linux/stat.h), a stable ABI of 256 bytes. */
@@ -113,12 +113,12 @@ struct fs_statx {
     uint64_t spare[14];
 };
 
-int fs_identity(int fd, uint64_t *size, int64_t *ctime_ns)
+int fs_identity(int fd, uint64_t *size, int64_t *mtime_ns)
 {
     struct fs_statx st;
-    if (syscall(SYS_statx, fd, "", FS_AT_EMPTY_PATH, FS_STATX_SIZE | FS_STATX_CTIME, &st) < 0)
+    if (syscall(SYS_statx, fd, "", FS_AT_EMPTY_PATH, FS_STATX_SIZE | FS_STATX_MTIME, &st) < 0)
         return -errno;
     *size = st.size;
-    *ctime_ns = st.ctime.tv_sec * 1000000000LL + st.ctime.tv_nsec;
+    *mtime_ns = st.mtime.tv_sec * 1000000000LL + st.mtime.tv_nsec;
     return 0;
 }

@@ -12,10 +12,10 @@ int fs_have_openat2(void);
 int fs_open_beneath(int rootfd, const char *path);
 
 
-/* Size and change time (ns) of an open file, by the statx system call: no libc symbol newer
+/* Size and modification time (ns) of an open file, by the statx system call: no libc symbol newer
  * than glibc 2.17 and no dependence on the libc's struct layout (musl and glibc alike).
  * Returns 0 or -errno. */
 #include <stdint.h>
-int fs_identity(int fd, uint64_t *size, int64_t *ctime_ns);
+int fs_identity(int fd, uint64_t *size, int64_t *mtime_ns);
 
 #endif

@@ -47,7 +47,7 @@ def _config(args):
             blksize_max=args.blksize_max, window_bytes_max=args.window_bytes_max,
             max_transfers=args.max_transfers, retransmit_timeout=args.retransmit_timeout,
             give_up_timeout=args.give_up_timeout, no_blocksize=args.no_blocksize,
-            lowercase=args.lowercase))
+            lowercase=args.lowercase, memory_file_max=args.memory_file_max))
     else:
         raise ConfigError("nothing to serve: give --tftp-root DIR or --config FILE")
     if args.no_tftp:
@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first retransmission timeout, doubled per retry (default %(default)s s)")
     s.add_argument("--give-up-timeout", type=float, default=f["give_up_timeout"], metavar="S",
                    help="abandon a transfer without progress for this long (default %(default)s s)")
+    s.add_argument("--memory-file-max", type=int, default=f["memory_file_max"], metavar="N",
+                   help="serve files up to N bytes from a snapshot in memory (default %(default)s)")
     s.add_argument("--no-blocksize", action="store_true", help="refuse the blksize option (dnsmasq tftp-no-blocksize)")
     s.add_argument("--lowercase", action="store_true", help="map file names to lower case (dnsmasq tftp-lowercase)")
     s.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")

@@ -13,8 +13,10 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
     # largest blksize granted; 0 = the MTU of the interface the request came in on,
     # less 32 bytes of IP, UDP and TFTP headers (dnsmasq's rule: 1468 on Ethernet)
     blksize_max: int = 0
-    # largest windowsize * blksize granted (RFC 7440 windows are capped in bytes)
-    window_bytes_max: int = 256 * 1024
+    # largest windowsize * blksize granted (RFC 7440 windows are capped in bytes): a window
+    # must fit the client's socket receive buffer, 208 KiB by default on Linux, which holds
+    # about 90 Ethernet-sized datagrams (each costs its size plus ~600 bytes of overhead)
+    window_bytes_max: int = 64 * 1024
     max_transfers: int = 4096
     # first retransmission timeout when the client asks for none (RFC 2349 `timeout`)
     retransmit_timeout: float = 1.0
@@ -23,6 +25,10 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
     no_blocksize: bool = False  # dnsmasq tftp-no-blocksize: refuse blksize
     lowercase: bool = False  # dnsmasq tftp-lowercase: map file names to lower case
     netascii_max_bytes: int = 64 * 1024 * 1024
+    # files up to this size are served from a snapshot in memory (boot loaders, scripts);
+    # larger ones from the page cache, read per window
+    memory_file_max: int = 4 * 1024 * 1024
+    memory_total_max: int = 256 * 1024 * 1024
     interfaces: list[str] = []  # answer only requests arriving on these (dnsmasq enable-tftp=IF)
     roots: dict[str, str] = {}  # interface -> its own root (dnsmasq tftp-root=DIR,IF)
     unique_root: str | None = None  # "ip" or "mac": serve ROOT/<client>/ when it exists

@@ -51,16 +51,30 @@ def arp_mac(ip: str) -> str | None:
     return None
 
 
-class _Transfer:
-    __slots__ = ("client", "filename", "blksize", "window", "file_key", "fd")
+class _Source:
+    """What a transfer sends: an open file, or a snapshot of it in memory; shared by every
+    transfer of the same file (dnsmasq's trick for mass booting)."""
 
-    def __init__(self, client, filename, blksize, window, file_key, fd):
+    __slots__ = ("fd", "content", "size", "mtime_ns", "key", "users")
+
+    def __init__(self, fd: int, content: bytes | None, size: int, mtime_ns: int, key):
+        self.fd = fd
+        self.content = content
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.key = key  # (dev, ino, size, mtime) in TftpServer.files, or None if not shared
+        self.users = 1
+
+
+class _Transfer:
+    __slots__ = ("client", "filename", "blksize", "window", "source")
+
+    def __init__(self, client, filename, blksize, window, source):
         self.client = client
         self.filename = filename
         self.blksize = blksize
         self.window = window
-        self.file_key = file_key
-        self.fd = fd
+        self.source = source
 
 
 class TftpServer:
@@ -76,7 +90,8 @@ class TftpServer:
         self.engine = native.Engine(config.max_transfers, self._on_done)
         self.transfers: list[_Transfer | None] = [None] * config.max_transfers
         self.by_client: dict[tuple[str, int], int] = {}  # a retransmitted RRQ starts nothing
-        self.files: dict[tuple, list] = {}  # (dev, ino, size, ctime) -> [fd, users]
+        self.files: dict[tuple, _Source] = {}  # (dev, ino, size, mtime) -> shared source
+        self.memory_bytes = 0  # held by snapshots
         self.mtu_blksize: dict[int, int] = {}
         self.ifnames: dict[int, str] = {}
         self.requests_refused = 0
@@ -185,28 +200,29 @@ class TftpServer:
         rootfd, root = self.rootfd, self.config.root
         if ifname in self.iface_rootfds:
             rootfd, root = self.iface_rootfds[ifname], self.config.roots[ifname]
-        fd, size, ctime_ns, file_key = self._open(rootfd, root, filename, mode == "netascii", client[0])
+        src = self._open(rootfd, root, filename, mode == "netascii", client[0])
         try:
             blksize, window, timeout, oack = native.negotiate(
-                options, size, netascii=mode == "netascii",
+                options, src.size, netascii=mode == "netascii",
                 blksize_max=self._blksize_max(ifindex),
                 window_bytes_max=self.config.window_bytes_max,
                 allow_blksize=not self.config.no_blocksize)
             sock = self._transfer_socket(local_ip, window * (blksize + 4))
         except BaseException:
-            self._release(file_key, fd)
+            self._release(src)
             raise
         rto_ms = timeout * 1000 if timeout else int(self.config.retransmit_timeout * 1000)
         try:
             slot = self.engine.start(
-                sock.fileno(), fd, socket.inet_aton(client[0]), client[1], size, ctime_ns,
-                blksize, window, rto_ms, int(self.config.give_up_timeout * 1000), oack)
+                sock.fileno(), src.fd, socket.inet_aton(client[0]), client[1], src.size,
+                src.mtime_ns, blksize, window, rto_ms, int(self.config.give_up_timeout * 1000),
+                oack, src.content)
         except BaseException:
             sock.close()
-            self._release(file_key, fd)
+            self._release(src)
             raise
         sock.detach()  # the engine owns and closes it
-        self.transfers[slot] = _Transfer(client, filename, blksize, window, file_key, fd)
+        self.transfers[slot] = _Transfer(client, filename, blksize, window, src)
         self.by_client[client] = slot
         self.engine.begin(slot)
         if self._tick_handle is None:
@@ -304,7 +320,7 @@ class TftpServer:
             return None
 
     def _open(self, rootfd: int, root: str, filename: str, as_netascii: bool, client_ip: str):
-        """Resolve and open a requested file: (fd, size, ctime_ns, cache key or None)."""
+        """Resolve and open a requested file, or join the source already serving it."""
         if rootfd < 0:
             raise TftpError(1, "file not found: the TFTP root is missing")
         name = self._resolve(rootfd, root, filename, client_ip)
@@ -326,39 +342,59 @@ class TftpServer:
                 raise TftpError(2, "access violation: not world-readable")
             if self.config.secure and self.euid != 0 and st.st_uid != self.euid:
                 raise TftpError(2, "access violation: not owned by the server's user (secure mode)")
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            shared = None if as_netascii else self.files.get(key)
+            content = None
             if as_netascii:
-                return self._netascii(fd, st.st_size)
+                content = self._netascii(fd, st.st_size)
+            elif shared is None:
+                content = self._snapshot(fd, st)
         except BaseException:
             os.close(fd)
             raise
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
-        shared = self.files.get(key)
-        if shared is not None:  # one open file for every transfer of it (mass boot)
-            os.close(fd)
-            shared[1] += 1
-            return shared[0], st.st_size, st.st_ctime_ns, key
-        self.files[key] = [fd, 1]
-        return fd, st.st_size, st.st_ctime_ns, key
+        if shared is not None or content is not None:
+            os.close(fd)  # else the fd stays open as the shared source
+        if as_netascii:
+            return _Source(-1, content, len(content), 0, None)
+        if shared is not None:
+            shared.users += 1
+            return shared
+        if content is not None:
+            self.memory_bytes += st.st_size
+            src = _Source(-1, content, st.st_size, st.st_mtime_ns, key)
+        else:
+            src = _Source(fd, None, st.st_size, st.st_mtime_ns, key)
+        self.files[key] = src
+        return src
 
-    def _netascii(self, fd: int, size: int):
-        """Netascii changes lengths, so the converted text is served from a memfd."""
+    def _snapshot(self, fd: int, st) -> bytes | None:
+        """Small files are served from memory: no read per window, and a running transfer
+        keeps the content it started with whatever happens to the file."""
+        size = st.st_size
+        if size > self.config.memory_file_max or self.memory_bytes + size > self.config.memory_total_max:
+            return None
+        content = os.pread(fd, size, 0)
+        after = os.fstat(fd)
+        if len(content) != size or after.st_size != size or after.st_mtime_ns != st.st_mtime_ns:
+            return None  # changed while read: serve from the file, which checks each window
+        return content
+
+    def _netascii(self, fd: int, size: int) -> bytes:
+        """Netascii changes lengths, so the converted text is served from memory."""
         if size > self.config.netascii_max_bytes:
             raise TftpError(0, "file too large for netascii mode")
-        text = netascii(os.pread(fd, size, 0))
-        os.close(fd)
-        mfd = os.memfd_create("bootstorm-netascii", os.MFD_CLOEXEC)
-        os.write(mfd, text)
-        return mfd, len(text), os.fstat(mfd).st_ctime_ns, None
+        return netascii(os.pread(fd, size, 0))
 
-    def _release(self, key, fd: int) -> None:
-        if key is None:
-            os.close(fd)
+    def _release(self, src: _Source) -> None:
+        src.users -= 1
+        if src.users:
             return
-        shared = self.files[key]
-        shared[1] -= 1
-        if shared[1] == 0:
-            del self.files[key]
-            os.close(fd)
+        if src.key is not None:
+            del self.files[src.key]
+            if src.content is not None:
+                self.memory_bytes -= src.size
+        if src.fd >= 0:
+            os.close(src.fd)
 
     # -- called by the engine once per finished transfer
 
@@ -366,7 +402,7 @@ class TftpServer:
         t = self.transfers[slot]
         self.transfers[slot] = None
         del self.by_client[t.client]
-        self._release(t.file_key, t.fd)
+        self._release(t.source)
         fields = dict(client=f"{t.client[0]}:{t.client[1]}", file=t.filename, bytes=nbytes,
                       seconds=round(elapsed_ms / 1000, 3), blksize=t.blksize,
                       windowsize=t.window, outcome=outcome, retransmits=retransmits)

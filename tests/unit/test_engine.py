@@ -98,7 +98,7 @@ class Client(Peer):
     """The peer of one transfer."""
 
     def __init__(self, rig: Rig, path, content: bytes, blksize: int, window: int, rto: int,
-                 give_up: int, oack: bytes | None, size: int | None, ctime_ns: int | None):
+                 give_up: int, oack: bytes | None, size: int | None, mtime_ns: int | None):
         super().__init__(rig)
         self.path = path
         self.content = content
@@ -114,7 +114,7 @@ class Client(Peer):
             self.slot = rig.engine.start(
                 server.fileno(), self.fd, socket.inet_aton(LOCAL), self.port,
                 st.st_size if size is None else size,
-                st.st_ctime_ns if ctime_ns is None else ctime_ns,
+                st.st_mtime_ns if mtime_ns is None else mtime_ns,
                 blksize, window, rto, give_up, oack)
         except BaseException:
             server.close()
@@ -172,9 +172,9 @@ class Rig:
             self.hook(*args)
 
     def transfer(self, content: bytes, *, blksize=512, window=1, rto=100, give_up=1000,
-                 oack=None, begin=True, size=None, ctime_ns=None) -> Client:
+                 oack=None, begin=True, size=None, mtime_ns=None) -> Client:
         path = self.tmp_path / f"file{len(self.clients)}"
-        c = Client(self, path, content, blksize, window, rto, give_up, oack, size, ctime_ns)
+        c = Client(self, path, content, blksize, window, rto, give_up, oack, size, mtime_ns)
         self.clients.append(c)
         if begin:
             self.engine.begin(c.slot)
@@ -804,7 +804,7 @@ def test_file_rewritten_same_size(rig):
     content = os.urandom(3000)
     c = rig.transfer(content)
     c.data(1)
-    time.sleep(0.02)  # past the coarse ctime granularity
+    time.sleep(0.02)  # past the coarse mtime granularity
     with open(c.path, "r+b") as f:
         f.write(b"new content")
     # checks passed within the same millisecond are shared by the file's transfers
@@ -815,8 +815,8 @@ def test_file_rewritten_same_size(rig):
     assert rig.done[0][1] == "file-changed"
 
 
-def test_ctime_mismatch_at_begin(rig):
-    c = rig.transfer(b"abc", ctime_ns=1)
+def test_mtime_mismatch_at_begin(rig):
+    c = rig.transfer(b"abc", mtime_ns=1)
     assert c.recv()[:2] == (ERROR, 0)
     assert rig.done == [(c.slot, "file-changed", 0, 0, 0, 0)]
 

@@ -18,13 +18,14 @@ cdef enum XferState:
 cdef struct Xfer:
     int sock                # the transfer's own UDP socket: its TID
     int fd                  # file being served (shared; owned by the Python side)
+    const char *content     # or its snapshot in memory (a bytes object in Engine.contents)
     uint32_t gen            # bumped when the slot is reused; stale epoll events are dropped
     uint8_t state
     uint16_t oack_len
     uint32_t blksize
     uint32_t window
     uint64_t size
-    int64_t ctime_ns        # st_ctime at admission: any write or truncate changes it
+    int64_t mtime_ns        # st_mtime at admission: any write or truncate changes it (a rename does not)
     uint64_t last_block     # absolute number of the final (short) block
     uint64_t acked          # highest block acknowledged in order
     uint64_t sent           # highest block sent
@@ -46,7 +47,7 @@ cdef struct FileCheck:
     int fd
     uint64_t checked_ms
     uint64_t size
-    int64_t ctime_ns
+    int64_t mtime_ns
 
 
 cdef class Engine:
@@ -66,6 +67,7 @@ cdef class Engine:
     cdef int *rlens
     cdef void *events
     cdef object on_done
+    cdef list contents            # slot -> bytes snapshot being served, or None
     cdef FileCheck checks[256]    # FILE_CHECKS
     cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred
     cdef list deferred            # (slot, outcome, ...) of transfers ended during the walk

@@ -59,7 +59,7 @@ cdef extern from "udpio.h" nogil:
 cdef extern from "fsopen.h" nogil:
     int fs_have_openat2()
     int fs_open_beneath(int rootfd, const char *path)
-    int fs_identity(int fd, uint64_t *size, int64_t *ctime_ns)
+    int fs_identity(int fd, uint64_t *size, int64_t *mtime_ns)
 
 
 # Outcomes reported to on_done; names in OUTCOMES.
@@ -280,6 +280,7 @@ cdef class Engine:
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")
         self.xfers = <Xfer *>calloc(capacity, sizeof(Xfer))
+        self.contents = [None] * capacity
         self.wheel = <int32_t *>malloc(WHEEL_SLOTS * sizeof(int32_t))
         self.scratch = <char *>malloc(SCRATCH_LEN)
         self.rbufs = <char *>malloc(RECV_BATCH * RECV_SLOT)
@@ -336,11 +337,12 @@ cdef class Engine:
         self.now_ms = now_ms
 
     def start(self, int sock, int fd, bytes peer_ip4 not None, int peer_port, uint64_t size,
-              int64_t ctime_ns, int blksize, int window, int rto_ms, int give_up_ms,
-              bytes oack=None):
+              int64_t mtime_ns, int blksize, int window, int rto_ms, int give_up_ms,
+              bytes oack=None, bytes content=None):
         """Take a transfer: sock is its bound, non-blocking UDP socket (the engine owns
-        and closes it), fd the open file (the caller owns it). Returns its slot; nothing
-        is sent until begin(slot)."""
+        and closes it); the data comes from `content` when given (a snapshot held in
+        memory; fd is then ignored), else from the open file fd (the caller owns it).
+        Returns its slot; nothing is sent until begin(slot)."""
         cdef int32_t slot = self.free_head
         cdef Xfer *x
         cdef epoll_event ev
@@ -352,6 +354,8 @@ cdef class Engine:
             raise ValueError("blksize or window out of range")
         if oack is not None and len(oack) > sizeof(self.xfers[0].oack):
             raise ValueError("OACK too long")
+        if content is not None and <uint64_t>len(content) != size:
+            raise ValueError("content length differs from size")
         x = &self.xfers[slot]
         ev.events = EPOLLIN
         ev.data.u64 = (<uint64_t>(x.gen + 1) << 32) | <uint32_t>slot
@@ -361,8 +365,11 @@ cdef class Engine:
         x.gen += 1
         x.sock = sock
         x.fd = fd
+        # the engine keeps the snapshot alive until the transfer ends
+        self.contents[slot] = content
+        x.content = <const char *>content if content is not None else NULL
         x.size = size
-        x.ctime_ns = ctime_ns
+        x.mtime_ns = mtime_ns
         x.blksize = blksize
         x.window = window
         x.last_block = size // <uint64_t>blksize + 1
@@ -541,8 +548,8 @@ cdef class Engine:
         if first > last:
             return 0
         # A truncated or rewritten file ends the transfer with an ERROR rather than
-        # sending a mix of old and new content (docs/tftp.md).
-        if not self.file_unchanged(x):
+        # sending a mix of old and new content (docs/tftp.md); a snapshot cannot change.
+        if x.content == NULL and not self.file_unchanged(x):
             self.finish(slot, OUT_FILE_CHANGED, 0)
             return -1
         per_chunk = GSO_MAX_BYTES // seg
@@ -566,7 +573,11 @@ cdef class Engine:
                 iov[i].iov_base = p + HEADER_LEN
                 iov[i].iov_len = blen
                 total += blen
-            if total:
+            if x.content != NULL:
+                for i in range(nseg):  # from memory: no system call
+                    memcpy(iov[i].iov_base, x.content + (b - 1 + <uint64_t>i) * x.blksize,
+                           iov[i].iov_len)
+            elif total:
                 r = preadv(x.fd, iov, nseg, <int64_t>((b - 1) * x.blksize))
                 if r < 0 or <size_t>r != total:
                     self.finish(slot, OUT_FILE_CHANGED, 0)
@@ -594,19 +605,19 @@ cdef class Engine:
     cdef bint file_unchanged(self, Xfer *x) noexcept:
         """Size and change time as at admission. Transfers of one file share its fd, so a
         check passed in the current millisecond is remembered (a direct-mapped cache keyed
-        by fd, size and ctime) rather than repeated by every transfer of a boot storm."""
+        by fd, size and mtime) rather than repeated by every transfer of a boot storm."""
         cdef FileCheck *c = &self.checks[x.fd & (FILE_CHECKS - 1)]
         cdef uint64_t size
-        cdef int64_t ctime_ns
+        cdef int64_t mtime_ns
         if c.fd == x.fd and c.checked_ms == self.now_ms and c.size == x.size \
-                and c.ctime_ns == x.ctime_ns:
+                and c.mtime_ns == x.mtime_ns:
             return True
-        if fs_identity(x.fd, &size, &ctime_ns) < 0 or size != x.size or ctime_ns != x.ctime_ns:
+        if fs_identity(x.fd, &size, &mtime_ns) < 0 or size != x.size or mtime_ns != x.mtime_ns:
             return False
         c.fd = x.fd
         c.checked_ms = self.now_ms
         c.size = x.size
-        c.ctime_ns = x.ctime_ns
+        c.mtime_ns = x.mtime_ns
         return True
 
     cdef void on_ack(self, int32_t slot, uint16_t block) noexcept:
@@ -712,6 +723,8 @@ cdef class Engine:
         close(x.sock)
         x.sock = -1
         x.state = XFER_FREE
+        x.content = NULL
+        self.contents[slot] = None
         self.active_count -= 1
         if self.in_wheel:
             self.deferred.append((slot, OUTCOMES[outcome], code, done_bytes, x.retransmits,
