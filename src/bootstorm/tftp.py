@@ -170,6 +170,9 @@ class TftpServer:
             except TftpError as err:
                 self.requests_refused += 1
                 self._send_error(client, err)
+            except OSError as exc:  # out of descriptors, ports, memory: this request only
+                self.requests_refused += 1
+                self._send_error(client, TftpError(0, f"server error: {exc.strerror or exc}"))
 
     def _send_error(self, client, err: TftpError) -> None:
         self.log.event("tftp-refused", err.message, client=f"{client[0]}:{client[1]}", code=err.code)
