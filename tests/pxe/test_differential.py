@@ -4,8 +4,8 @@ native TOML, ``bootstorm serve --config F.toml --no-tftp``), the same probes, fi
 Each scenario runs on two identical segments at once (same addresses, MACs and xids, one
 server each; namespaces keep them apart), so the whole module costs one run per scenario.
 The replies must agree on every header field, link field, option and PXE sub-option,
-except the INTENDED differences below, each listed in docs/proxydhcp.md
-("Intended differences from dnsmasq") with its reason:
+except the INTENDED differences below, each listed in docs/proxydhcp-vs-dnsmasq.md
+("Intended differences") with its reason:
 
 ``ALLOW_HTTP_BOOT``  (a) a UEFI HTTP Boot client (option 60 ``HTTPClient``, arch 16) gets an
                      OFFER with option 60 ``HTTPClient`` and the URL in ``file`` when a boot
