@@ -15,6 +15,15 @@ class Log:
             raise ValueError(f"unknown log format {fmt!r}")
         self.json = fmt == "json"
         self.stream = stream or sys.stderr
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self) -> str:
+        now = int(time.time())
+        if now != self._second:  # formatted once a second: a storm logs thousands of lines
+            self._second = now
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+        return self._stamp
 
     def event(self, event: str, message: str = "", **fields) -> None:
         if self.json:
@@ -23,7 +32,7 @@ class Log:
                 record["message"] = message
             line = _json.encode(record).decode()
         else:
-            parts = [time.strftime("%Y-%m-%dT%H:%M:%S"), event]
+            parts = [self._timestamp(), event]
             if message:
                 parts.append(message)
             parts += [f"{k}={v}" for k, v in fields.items()]

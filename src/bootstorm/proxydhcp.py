@@ -25,6 +25,8 @@ IPTOS_CLASS_CS6 = 0xC0  # network control traffic, as dnsmasq marks its DHCP rep
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_DONT = getattr(socket, "IP_PMTUDISC_DONT", 0)
 CLIENT_PORT = 68
+SO_RCVBUFFORCE = 33
+RECEIVE_BUFFER = 4 * 1024 * 1024
 PACKETS_PER_WAKEUP = 64
 # malformed packets are logged at most this many per second; the rest are counted and
 # summed up in one `dhcp-malformed-suppressed` line: junk on the segment cannot flood the log
@@ -64,6 +66,11 @@ class ProxyDhcpServer:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            # a storm of DISCOVERs arrives in bursts: room for them (SO_RCVBUFFORCE needs root)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            except OSError:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_CLASS_CS6)
             # no DF bit on replies, as dnsmasq (make_dhcp_sock): firmware and relays never
             # see a fragmentation-needed path, and a reply looks the same on the wire
