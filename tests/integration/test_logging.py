@@ -1,0 +1,79 @@
+"""The log lines a transfer leaves, in text and in JSON."""
+from __future__ import annotations
+
+import json
+import re
+
+from tftp_harness import LISTEN_RE, OP_OACK, RawClient, error, make_file
+
+TRANSFER_KEYS = {"client", "file", "bytes", "seconds", "blksize", "windowsize", "outcome",
+                 "retransmits"}
+
+
+def _three_transfers(server):
+    """An ok download, a tsize probe and a refused request; returns the ok client's port."""
+    with RawClient(server.addr) as c:
+        c.send_rrq("f.bin", options={"blksize": 1024, "windowsize": 2})
+        c.download(max_seconds=10)
+        port = c.port
+    with RawClient(server.addr) as c:
+        c.send_rrq("f.bin", options={"tsize": 0})
+        c.expect(OP_OACK, 2)
+        c.send(error(8, "tsize only"))
+    with RawClient(server.addr) as c:
+        c.send_rrq("missing.bin")
+        c.recv(2)
+    return port
+
+
+def test_text_log_line(tftp_server, tmp_path):
+    root = tmp_path / "root"
+    make_file(root, "f.bin", 5000)
+    server = tftp_server(root)
+    port = _three_transfers(server)
+    server.wait_transfers(2, 5)
+    lines = [l for l in server.snapshot() if " tftp-transfer " in l]
+    rx = re.compile(r"^\S+ tftp-transfer client=127\.0\.0\.1:(\d+) file=(\S+) bytes=(\d+) "
+                    r"seconds=([\d.]+) blksize=(\d+) windowsize=(\d+) outcome=(\S+) "
+                    r"retransmits=(\d+)( error_code=(\d+))?$")
+    m = rx.match(lines[0])
+    assert m, lines[0]
+    assert (int(m[1]), m[2], int(m[3]), int(m[5]), int(m[6]), m[7], m[9]) == \
+        (port, "f.bin", 5000, 1024, 2, "ok", None)
+    m = rx.match(lines[1])
+    assert m, lines[1]
+    assert (m[7], m[10]) == ("tsize-probe", "8")
+
+
+def test_json_log_format(tftp_server, tmp_path):
+    root = tmp_path / "root"
+    make_file(root, "f.bin", 5000)
+    server = tftp_server(root, "--log-format", "json")
+    port = _three_transfers(server)
+    server.wait_transfers(2, 5)
+    assert server.stop() == 0
+    records = []
+    for line in server.snapshot():
+        if LISTEN_RE.search(line):
+            # the start-up banner is plain text in both formats (noted in the report)
+            continue
+        rec = json.loads(line)  # every other line is one JSON object
+        assert isinstance(rec, dict), line
+        assert "event" in rec and "time" in rec, rec
+        records.append(rec)
+    transfers = [r for r in records if r["event"] == "tftp-transfer"]
+    assert len(transfers) == 2, records
+    ok, probe = transfers
+    assert TRANSFER_KEYS <= set(ok), ok
+    assert "error_code" not in ok
+    assert ok["client"] == f"127.0.0.1:{port}"
+    assert (ok["file"], ok["bytes"], ok["blksize"], ok["windowsize"], ok["outcome"],
+            ok["retransmits"]) == ("f.bin", 5000, 1024, 2, "ok", 0)
+    assert isinstance(ok["seconds"], (int, float)) and 0 <= ok["seconds"] < 10
+    assert TRANSFER_KEYS <= set(probe)
+    assert (probe["outcome"], probe["error_code"]) == ("tsize-probe", 8)
+    refused = [r for r in records if r["event"] == "tftp-refused"]
+    assert len(refused) == 1 and refused[0]["code"] == 1, refused
+    stats = [r for r in records if r["event"] == "tftp-stats"]
+    assert len(stats) == 1, records  # written at SIGTERM
+    assert stats[0]["transfers_ok"] == 2 and stats[0]["active"] == 0, stats
