@@ -19,6 +19,7 @@ TICK_S = 0.01  # the engine's timer wheel resolution
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
 IP_PKTINFO_LEN = 12  # struct in_pktinfo: ifindex, spec_dst, addr
 REQUESTS_PER_WAKEUP = 64  # bounded, so transfers in flight keep their turn
+DEFAULT_SNDBUF = 212992  # Linux net.core.wmem_default: holds a 64 KiB window twice over
 HEADERS_LEN = 32  # IP 20 + UDP 8 + TFTP 4: blksize that fits the MTU (dnsmasq's rule)
 
 # errno -> (TFTP code, message), dnsmasq's choices where the RFC leaves room
@@ -235,12 +236,12 @@ class TftpServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            # room for a whole window in the send buffer (SO_SNDBUFFORCE needs root)
-            want = max(2 * window_bytes, 64 * 1024)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, 32, want)  # SO_SNDBUFFORCE
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
+            if 2 * window_bytes > DEFAULT_SNDBUF:
+                # room for a whole window in the send buffer (SO_SNDBUFFORCE needs root)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, 32, 2 * window_bytes)  # SO_SNDBUFFORCE
+                except OSError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * window_bytes)
             self._bind_transfer(sock, local_ip)
         except BaseException:
             sock.close()

@@ -719,8 +719,7 @@ cdef class Engine:
         else:
             self.transfers_failed += 1
         self.wheel_remove(slot)
-        epoll_ctl(self.epfd, EPOLL_CTL_DEL, x.sock, NULL)
-        close(x.sock)
+        close(x.sock)  # the engine holds the only descriptor: closing leaves the epoll set
         x.sock = -1
         x.state = XFER_FREE
         x.content = NULL
