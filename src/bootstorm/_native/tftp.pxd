@@ -43,13 +43,6 @@ cdef struct Xfer:
     char oack[160]
 
 
-cdef struct FileCheck:
-    int fd
-    uint64_t checked_ms
-    uint64_t size
-    int64_t mtime_ns
-
-
 cdef class Engine:
     cdef Xfer *xfers
     cdef int32_t capacity
@@ -68,7 +61,6 @@ cdef class Engine:
     cdef void *events
     cdef object on_done
     cdef list contents            # slot -> bytes snapshot being served, or None
-    cdef FileCheck checks[256]    # FILE_CHECKS
     cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred
     cdef list deferred            # (slot, outcome, ...) of transfers ended during the walk
     # counters

@@ -81,7 +81,6 @@ cdef enum:
     RECV_SLOT = 600          # ACKs are 4 bytes; ERRORs carry a short message
     MAX_EVENTS = 256
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
-    FILE_CHECKS = 256        # entries of the file-change check cache (a power of two)
 
 
 cdef inline uint16_t load16(const char *p) noexcept:
@@ -292,8 +291,6 @@ cdef class Engine:
             raise MemoryError()
         for i in range(WHEEL_SLOTS):
             self.wheel[i] = -1
-        for i in range(FILE_CHECKS):
-            self.checks[i].fd = -1
         for i in range(capacity):
             self.xfers[i].wheel_next = i + 1 if i + 1 < capacity else -1
             self.xfers[i].sock = -1
@@ -538,7 +535,7 @@ cdef class Engine:
     cdef int send_window(self, int32_t slot) noexcept:
         """Send blocks acked+1 .. acked+window; retransmits what was sent before."""
         cdef Xfer *x = &self.xfers[slot]
-        cdef uint64_t first = x.acked + 1, last = x.acked + x.window, b, blk
+        cdef uint64_t first = x.acked + 1, last = x.acked + x.window, b, blk, resent
         cdef size_t seg = x.blksize + HEADER_LEN, total, blen = 0
         cdef int per_chunk, nseg, i, r
         cdef iovec iov[GSO_MAX_SEGMENTS]
@@ -547,19 +544,11 @@ cdef class Engine:
             last = x.last_block
         if first > last:
             return 0
-        # A truncated or rewritten file ends the transfer with an ERROR rather than
-        # sending a mix of old and new content (docs/tftp.md); a snapshot cannot change.
-        if x.content == NULL and not self.file_unchanged(x):
-            self.finish(slot, OUT_FILE_CHANGED, 0)
-            return -1
         per_chunk = GSO_MAX_BYTES // seg
         if per_chunk > GSO_MAX_SEGMENTS:
             per_chunk = GSO_MAX_SEGMENTS
         if per_chunk < 1:
             per_chunk = 1
-        if x.sent >= first:
-            self.retransmits += (x.sent if x.sent < last else last) - first + 1
-            x.retransmits += <uint32_t>((x.sent if x.sent < last else last) - first + 1)
         b = first
         while b <= last:
             nseg = <int>(last - b + 1) if last - b + 1 < <uint64_t>per_chunk else per_chunk
@@ -579,7 +568,10 @@ cdef class Engine:
                            iov[i].iov_len)
             elif total:
                 r = preadv(x.fd, iov, nseg, <int64_t>((b - 1) * x.blksize))
-                if r < 0 or <size_t>r != total:
+                # A truncated or rewritten file ends the transfer with an ERROR rather than
+                # sending a mix of old and new content (docs/tftp.md). Checked after the
+                # read: a write that put new bytes in it has already moved the mtime.
+                if r < 0 or <size_t>r != total or not self.file_unchanged(x):
                     self.finish(slot, OUT_FILE_CHANGED, 0)
                     return -1
             r = udpio_send_segments(x.sock, &x.peer, self.scratch, seg, nseg,
@@ -594,6 +586,10 @@ cdef class Engine:
                 break
             self.packets_out += <uint64_t>r
             self.bytes_out += total
+            if b <= x.sent:  # blocks of this chunk sent before: retransmissions
+                resent = (x.sent if x.sent < b + <uint64_t>r - 1 else b + <uint64_t>r - 1) - b + 1
+                self.retransmits += resent
+                x.retransmits += <uint32_t>resent
             if r < nseg:
                 break
             b += <uint64_t>nseg
@@ -603,22 +599,10 @@ cdef class Engine:
         return 0
 
     cdef bint file_unchanged(self, Xfer *x) noexcept:
-        """Size and change time as at admission. Transfers of one file share its fd, so a
-        check passed in the current millisecond is remembered (a direct-mapped cache keyed
-        by fd, size and mtime) rather than repeated by every transfer of a boot storm."""
-        cdef FileCheck *c = &self.checks[x.fd & (FILE_CHECKS - 1)]
+        """Size and modification time as at admission (a rename over the file keeps both)."""
         cdef uint64_t size
         cdef int64_t mtime_ns
-        if c.fd == x.fd and c.checked_ms == self.now_ms and c.size == x.size \
-                and c.mtime_ns == x.mtime_ns:
-            return True
-        if fs_identity(x.fd, &size, &mtime_ns) < 0 or size != x.size or mtime_ns != x.mtime_ns:
-            return False
-        c.fd = x.fd
-        c.checked_ms = self.now_ms
-        c.size = x.size
-        c.mtime_ns = x.mtime_ns
-        return True
+        return fs_identity(x.fd, &size, &mtime_ns) == 0 and size == x.size and mtime_ns == x.mtime_ns
 
     cdef void on_ack(self, int32_t slot, uint16_t block) noexcept:
         cdef Xfer *x = &self.xfers[slot]
