@@ -85,6 +85,13 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
         children.append(pid)
     lead = children is not None
 
+    def announce(event: str, message: str) -> None:
+        """What is served and where: a plain line, or a JSON event with --log-format json."""
+        if log.json:
+            log.event(event, message)
+        else:
+            print(f"bootstorm: {message}", file=sys.stderr, flush=True)
+
     async def run() -> None:
         loop = asyncio.get_running_loop()
         services = []
@@ -106,17 +113,15 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
                 continue
             if isinstance(s, TftpServer):
                 host, port = s.address
-                print(f"bootstorm: TFTP listening on {host}:{port}, serving {config.tftp.root} "
-                      f"(workers {workers}, max transfers {config.tftp.max_transfers} each, "
-                      f"open files {nofile}, UDP GSO {'on' if s.engine.uses_gso else 'off'}, "
-                      f"openat2 {'yes' if native.have_openat2() else 'no, component walk'})",
-                      file=sys.stderr, flush=True)
+                announce("tftp-listening", f"TFTP listening on {host}:{port}, serving {config.tftp.root} "
+                         f"(workers {workers}, max transfers {config.tftp.max_transfers} each, "
+                         f"open files {nofile}, UDP GSO {'on' if s.engine.uses_gso else 'off'}, "
+                         f"openat2 {'yes' if native.have_openat2() else 'no, component walk'})")
             else:
                 ports = ", ".join(f"{h}:{p}" for h, p in s.addresses)
                 state = "answering" if s.policy.enabled else "silent (no PXE service or prompt configured)"
-                print(f"bootstorm: ProxyDHCP listening on {ports}, {state}, "
-                      f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files",
-                      file=sys.stderr, flush=True)
+                announce("dhcp-listening", f"ProxyDHCP listening on {ports}, {state}, "
+                         f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files")
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)

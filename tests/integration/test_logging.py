@@ -54,13 +54,12 @@ def test_json_log_format(tftp_server, tmp_path):
     assert server.stop() == 0
     records = []
     for line in server.snapshot():
-        if LISTEN_RE.search(line):
-            # the start-up banner is plain text in both formats (noted in the report)
-            continue
-        rec = json.loads(line)  # every other line is one JSON object
+        rec = json.loads(line)  # every line, the start-up announcement too, is one JSON object
         assert isinstance(rec, dict), line
         assert "event" in rec and "time" in rec, rec
         records.append(rec)
+    listening = [r for r in records if r["event"] == "tftp-listening"]
+    assert len(listening) == 1 and LISTEN_RE.search(listening[0]["message"]), records
     transfers = [r for r in records if r["event"] == "tftp-transfer"]
     assert len(transfers) == 2, records
     ok, probe = transfers
