@@ -542,15 +542,19 @@ class _Reader:
             else:
                 file = _unhide(third)
             if len(f) >= 4:
-                s = _unhide(",".join(f[3:]))
-                try:
-                    socket.inet_pton(socket.AF_INET, s)
-                    server = s
-                except OSError:
-                    server_name = s
-                    self.names_used.append((s, where))
+                server, server_name = self._server(",".join(f[3:]), where)
         self.services.append(PxeService(arch=arch, menu=menu, file=file or None, type=btype,
                                         server=server, server_name=server_name, tags=tags))
+
+    def _server(self, field: str, where: str):
+        """A boot server given as an address or a name: (address, None) or (None, name)."""
+        s = _unhide(field)
+        try:
+            socket.inet_pton(socket.AF_INET, s)
+            return s, None
+        except OSError:
+            self.names_used.append((s, where))
+            return None, s
 
     def opt_pxe_prompt(self, arg, where, name):
         tags, f = self._tags(_split(arg), where)
@@ -571,13 +575,7 @@ class _Reader:
             self.notes.append(f"{where}: dhcp-boot: server name {_unhide(f[1])!r} (second field): dnsmasq "
                               "puts it in no proxy reply; ignored as dnsmasq does")
         if len(f) >= 3:
-            s = _unhide(",".join(f[2:]))
-            try:
-                socket.inet_pton(socket.AF_INET, s)
-                server = s
-            except OSError:
-                server_name = s
-                self.names_used.append((s, where))
+            server, server_name = self._server(",".join(f[2:]), where)
         self.boots.append(BootFile(file=file, server=server, server_name=server_name, tags=tags))
 
     def opt_dhcp_reply_delay(self, arg, where, name):
