@@ -70,13 +70,29 @@ def _mac_matcher(pattern: str):
     return lambda mac: len(mac) == len(want) and all(w is None or w == b for w, b in zip(want, mac))
 
 
+# dnsmasq's byte width for a number matched in these options (its option table); any other
+# option takes the number in 1, 2 or 4 bytes, whichever holds it (option.c parse_dhcp_opt).
+_NUMBER_WIDTH = {13: 2, 19: 1, 20: 1, 22: 2, 23: 1, 26: 2, 27: 1, 31: 1, 34: 1, 35: 4, 36: 1, 37: 1,
+                 38: 4, 46: 1, 93: 2}
+
+
 def _option_matcher(code: int, value: str | None):
     if value is None:
         return lambda pkt: code in pkt.options
-    if value.isdigit():  # dnsmasq compares numbers by the option's length in bytes
+    if value.isdigit():
+        # dnsmasq (rfc2131.c, dhcp-match): the number as `width` big-endian bytes, found at any
+        # multiple of `width` in the option: option 93's list of arches, option 175's iPXE
+        # feature bytes (dhcp-match=set:ipxe-http,175,19 tests for the byte 19 anywhere)
         number = int(value)
-        return lambda pkt: code in pkt.options and int.from_bytes(pkt.options[code][:4] or b"\0", "big") == number \
-            if code != 93 else pkt.arch == number
+        width = _NUMBER_WIDTH.get(code) or (4 if number > 0xFFFF else 2 if number > 0xFF else 1)
+        want = (number & ((1 << (8 * width)) - 1)).to_bytes(width, "big")
+
+        def match(pkt) -> bool:
+            opt = pkt.options.get(code)
+            if not opt:
+                return False
+            return any(opt[i:i + width] == want for i in range(0, len(opt) - width + 1, width))
+        return match
     text = value.encode()
     return lambda pkt: text in pkt.options.get(code, b"")
 
@@ -182,8 +198,11 @@ class Policy:
         mtype = pkt.message_type
         subnet_addr = pkt.giaddr if pkt.giaddr != ZERO else local
         rng = self.find_range(subnet_addr, None if pkt.giaddr != ZERO else local_netmask)
-        tags = self.tags_of(pkt, rng.set if rng else None)
-        ignore = any(_tags_match(t, tags) for t in self.config.ignore)
+        # dnsmasq adds a range's set: tag only when it builds the proxy answer (option_filter);
+        # dhcp-ignore and the boot-server ACK see the tags without it (rfc2131.c tagif_netid)
+        base_tags = self.tags_of(pkt, None)
+        tags = self.tags_of(pkt, rng.set) if rng is not None and rng.set else base_tags
+        ignore = any(_tags_match(t, base_tags) for t in self.config.ignore)
         uuid = pkt.uuid if pkt.uuid is not None and len(pkt.uuid) == 17 else None
         misc = [(OPT_VENDOR_CLASS, vendor.encode())] + ([(OPT_UUID, uuid)] if uuid else [])
         if vendor == HTTP_CLIENT:
@@ -191,7 +210,7 @@ class Policy:
 
         item = pkt.boot_item
         if mtype in (REQUEST, INFORM) and item is not None:
-            return None if ignore else self._boot_server_ack(pkt, item, tags, local, misc, local_netmask)
+            return None if ignore else self._boot_server_ack(pkt, item, base_tags, local, misc, local_netmask)
 
         arch = pkt.arch
         if arch < 0 or not (mtype == DISCOVER or (on_pxe_port and mtype == REQUEST)):

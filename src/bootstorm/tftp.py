@@ -301,11 +301,13 @@ class TftpServer:
         if "/../" in "/" + name:
             # dnsmasq refuses any "/../" outright, even one that stays inside the root
             raise TftpError(2, "access violation: '..' in the path")
-        prefix = root.rstrip("/") + "/"
-        if name.startswith(prefix):
-            name = name[len(prefix):]  # an absolute path inside the root is accepted (dnsmasq)
-        name = name.lstrip("/")  # any other leading / means the TFTP root
         unique = self._unique_dir(rootfd, client_ip)
+        # an absolute path inside the root is accepted, as in dnsmasq: inside the client's own
+        # directory when tftp-unique-root found one (dnsmasq compares it with the whole prefix)
+        prefix = root.rstrip("/") + "/" + (f"{unique}/" if unique else "")
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+        name = name.lstrip("/")  # any other leading / means the TFTP root
         return f"{unique}/{name}" if unique else name
 
     def _unique_dir(self, rootfd: int, client_ip: str) -> str | None:

@@ -299,3 +299,30 @@ def test_http_boot_gets_url():
 
 def test_http_boot_without_boot_entry_is_silent():
     assert answer(MENU, packet(16, vendor=HTTP)) is None
+
+
+def test_number_match_finds_a_byte_anywhere_in_the_option():
+    """dhcp-match=set:ipxe-http,175,19 (LTSP, forester): dnsmasq looks for the byte 19 at every
+    position of option 175, not for the whole option to equal 19."""
+    cfg = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")],
+                     rules=[TagRule(set="pxeext", option=175, value="16"), TagRule(set="http", option=175, value="19")],
+                     boot=[BootFile(file="http", tags=["http"]), BootFile(file="pxeext", tags=["pxeext"]),
+                           BootFile(file="untagged")])
+    assert answer(cfg, packet(opt175=True)).file == b"pxeext"  # 175 = 10 01 02: byte 16 at 0
+    assert answer(cfg, packet()).file == b"untagged"
+    arch = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")], rules=[TagRule(set="t", option=93, value="7")],
+                      boot=[BootFile(file="tagged", tags=["t"]), BootFile(file="untagged")])
+    assert answer(arch, packet(arch=7)).file == b"tagged"
+    assert answer(arch, packet(arch=0x0700)).file == b"untagged"  # two bytes wide for option 93
+
+
+def test_boot_server_ack_and_ignore_do_not_see_the_range_tag():
+    """dnsmasq adds a dhcp-range's set: tag only to the proxy offer's tags: a prompt tagged with
+    it is not sent in the boot-server ACK."""
+    cfg = DhcpConfig(ranges=[ProxyRange(network="10.213.0.0", set="local")],
+                     prompts=[PxePrompt(text="Local boot", timeout=2, tags=["local"])],
+                     services=[PxeService(arch=0, menu="Linux", file="pxelinux")])
+    offer = answer(cfg, packet())
+    assert b"Local boot" in opts(offer)[43]
+    ack = answer(cfg, packet(mtype=3, ciaddr=bytes((10, 213, 0, 50)), item=(0x8000, 0)), pxe_port=True)
+    assert ack.file == b"pxelinux.0" and b"Local boot" not in opts(ack)[43]
