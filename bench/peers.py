@@ -84,6 +84,13 @@ class CpuMeter:
             return int((self.dir / "cpuacct.usage").read_text()) / 1e9
         return _proc_tree_seconds(self.pid) if self.pid else 0.0
 
+    def split(self) -> tuple[float, float] | None:
+        """(user, system) CPU seconds, where the cgroup tells them apart (cgroup v2)."""
+        if self.kind != "cgroup2":
+            return None
+        d = dict(line.split() for line in (self.dir / "cpu.stat").read_text().splitlines())
+        return int(d.get("user_usec", 0)) / 1e6, int(d.get("system_usec", 0)) / 1e6
+
     def pids(self) -> list[int]:
         if self.dir is not None:
             try:
@@ -345,8 +352,9 @@ class Bootstorm(Peer):
     name = "bootstorm"
     windowsize = True
 
-    def __init__(self):
+    def __init__(self, workers: int | None = None):
         super().__init__()
+        self.workers = workers
 
     @classmethod
     def _cmd(cls) -> list[str] | None:
@@ -378,8 +386,77 @@ class Bootstorm(Peer):
 
     def argv(self, root, port):
         self.ready_line = re.compile(rf"listening on {re.escape(LOOPBACK)}:{port}\b")
+        w = ["--workers", str(self.workers)] if self.workers else []
         return [*self._cmd(), "serve", "--tftp-root", root, "--listen", LOOPBACK,
-                "--tftp-port", str(port)]
+                "--tftp-port", str(port), *w]
+
+
+HERE = Path(__file__).resolve().parent
+BUILD = HERE / "build"
+PYENV = BUILD / "pyenv"  # throwaway venv: matplotlib and the Python peers (python -m bench --setup)
+
+
+class Atftpd(Peer):
+    """atftpd 0.8.0, unpacked from its Debian package into bench/build/atftpd (it conflicts
+    with tftpd-hpa as a package: both ship /usr/sbin/in.tftpd).  Multi-threaded, one thread
+    per transfer; grants windowsize.  --maxthread raised from 100 to 1000 (as dnsmasq's
+    tftp-max) so that the storms are not refused."""
+
+    name = "atftpd"
+    windowsize = True
+    EXE = BUILD / "atftpd" / "usr" / "sbin" / "atftpd"
+
+    @classmethod
+    def available(cls):
+        if not cls.EXE.exists():
+            return False, f"{cls.EXE} missing: run `python -m bench --setup` (apt-get download atftpd; dpkg -x)"
+        p = subprocess.run([str(cls.EXE), "--version"], capture_output=True, text=True, timeout=10)
+        v = (p.stdout + p.stderr).strip()
+        return True, v.splitlines()[0] if v else str(cls.EXE)
+
+    def argv(self, root, port):
+        return [str(self.EXE), "--daemon", "--no-fork", "--bind-address", LOOPBACK,
+                "--port", str(port), "--maxthread", "1000", "--logfile", "/dev/null",
+                "--user", "nobody", "--group", "nogroup", root]
+
+
+class PyServer(Peer):
+    """A pure-Python server from the bench venv, started by bench/pyservers.py."""
+
+    LAUNCHER = HERE / "pyservers.py"
+
+    @classmethod
+    def available(cls):
+        py = PYENV / "bin" / "python"
+        if not py.exists():
+            return False, f"{py} missing: run `python -m bench --setup`"
+        p = subprocess.run([str(py), "-c", f"import {cls.name}, importlib.metadata as m; "
+                            f"print(m.version('{cls.name}'))"],
+                           capture_output=True, text=True, timeout=30)
+        if p.returncode:
+            return False, f"{cls.name} not importable in {PYENV}: {p.stderr.strip()[-200:]}"
+        return True, f"{cls.name} {p.stdout.strip()} (python {PYENV})"
+
+    def argv(self, root, port):
+        self.ready_line = re.compile(rf"listening on {re.escape(LOOPBACK)}:{port}\b")
+        return [str(PYENV / "bin" / "python"), str(self.LAUNCHER), self.name, "--root", root,
+                "--port", str(port)]
+
+
+class Tftpy(PyServer):
+    """tftpy: one thread, select() over all sessions; no windowsize."""
+    name = "tftpy"
+
+
+class Py3tftp(PyServer):
+    """py3tftp: asyncio, one datagram endpoint per transfer; grants windowsize."""
+    name = "py3tftp"
+    windowsize = True
+
+
+class Fbtftp(PyServer):
+    """fbtftp (Facebook): one forked process per transfer; no windowsize."""
+    name = "fbtftp"
 
 
 class NullServer(Peer):
@@ -405,8 +482,10 @@ class NullServer(Peer):
         return [str(self.EXE), "--port", str(port), "--root", root, "--max-seconds", "900"]
 
 
-PEERS: dict[str, type[Peer]] = {p.name: p for p in (Dnsmasq, TftpdHpa, Bootstorm, NullServer)}
-DEFAULT_PEERS = ["dnsmasq", "tftpd-hpa", "bootstorm"]
+PEERS: dict[str, type[Peer]] = {p.name: p for p in (
+    Dnsmasq, TftpdHpa, Atftpd, Bootstorm, Tftpy, Py3tftp, Fbtftp, NullServer)}
+DEFAULT_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd", "bootstorm", "tftpy", "py3tftp", "fbtftp"]
+C_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd"]
 
 
 def main(argv: list[str] | None = None) -> int:
