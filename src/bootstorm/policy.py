@@ -25,6 +25,7 @@ SUB_DISCOVERY, SUB_SERVERS, SUB_MENU, SUB_PROMPT, SUB_BOOT_ITEM = 6, 8, 9, 10, 7
 DISCOVERY_NO_MCAST_BCAST = 3  # PXE 2.1: no multicast or broadcast discovery: use the list
 DISCOVERY_BCAST_ALLOWED = 2
 DISCOVERY_USE_FILE = 8  # no menu: boot the file in the reply
+OPTION43_CACHE_MAX = 4096
 MENU_MAX = 253  # option 43 holds 255 bytes; each sub-option takes 2
 HTTP_CLIENT = "HTTPClient"
 ZERO = b"\0\0\0\0"
@@ -109,6 +110,7 @@ class Policy:
         self.ranges = [(_ip_int(r.network), _ip_int(r.netmask) if r.netmask else None, r)
                        for r in config.ranges]
         self.services = self._number_services(config.services)
+        self.option43: dict[tuple, bytes] = {}  # (arch, tags, local address) -> option 43
         # dnsmasq answers PXE only once a pxe-service or pxe-prompt exists
         self.enabled = bool(config.services or config.prompts)
 
@@ -314,7 +316,17 @@ class Policy:
         return found
 
     def _pxe_options(self, arch, tags, local) -> bytes:
-        """Option 43 for a PXE client: discovery control, boot servers, menu, prompt."""
+        """Option 43 for a PXE client: discovery control, boot servers, menu, prompt.
+        The same for every client of an architecture and tag set: built once."""
+        key = (arch, frozenset(tags), local)
+        built = self.option43.get(key)
+        if built is None:
+            if len(self.option43) >= OPTION43_CACHE_MAX:  # arch numbers are the client's to pick
+                self.option43.clear()
+            built = self.option43[key] = self._build_pxe_options(arch, tags, local)
+        return built
+
+    def _build_pxe_options(self, arch, tags, local) -> bytes:
         menu, servers, count = bytearray(), bytearray(), 0
         discovery = DISCOVERY_NO_MCAST_BCAST
         for s in self.services:

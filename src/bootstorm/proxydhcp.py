@@ -12,21 +12,18 @@ import socket
 import struct
 import time
 
+from bootstorm import udp
 from bootstorm._native import dhcp
 from bootstorm.config import DhcpConfig
 from bootstorm.errors import DhcpError
 from bootstorm.log import Log
 from bootstorm.policy import BROADCAST_FLAG, ZERO, Policy
 
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
-PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 SIOCGIFNETMASK = 0x891B
 IPTOS_CLASS_CS6 = 0xC0  # network control traffic, as dnsmasq marks its DHCP replies
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
 IP_PMTUDISC_DONT = getattr(socket, "IP_PMTUDISC_DONT", 0)
 CLIENT_PORT = 68
-SO_RCVBUFFORCE = 33
-RECEIVE_BUFFER = 4 * 1024 * 1024
 PACKETS_PER_WAKEUP = 64
 # malformed packets are logged at most this many per second; the rest are counted and
 # summed up in one `dhcp-malformed-suppressed` line: junk on the segment cannot flood the log
@@ -54,6 +51,7 @@ class ProxyDhcpServer:
         self.policy = Policy(config)
         self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0}
         self.netmasks: dict[int, bytes | None] = {}
+        self.ifnames: dict[int, str | None] = {}
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._malformed_window = -1.0  # start of the current one-second log window
@@ -61,26 +59,12 @@ class ProxyDhcpServer:
         self._malformed_suppressed = 0
 
     def _bind(self, port: int) -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            # a storm of DISCOVERs arrives in bursts: room for them (SO_RCVBUFFORCE needs root)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-            except OSError:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_CLASS_CS6)
-            # no DF bit on replies, as dnsmasq (make_dhcp_sock): firmware and relays never
-            # see a fragmentation-needed path, and a reply looks the same on the wire
-            s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
-            s.bind((self.config.listen, port))
-            s.setblocking(False)
-        except BaseException:
-            s.close()
-            raise
-        return s
+        # no DF bit on replies, as dnsmasq (make_dhcp_sock): firmware and relays never see a
+        # fragmentation-needed path, and a reply looks the same on the wire
+        return udp.listening_socket(self.config.listen, port, options=(
+            (socket.SOL_SOCKET, socket.SO_BROADCAST, 1),
+            (socket.IPPROTO_IP, socket.IP_TOS, IPTOS_CLASS_CS6),
+            (socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)))
 
     @property
     def addresses(self):
@@ -99,14 +83,18 @@ class ProxyDhcpServer:
             s.close()
 
     def _interface_ok(self, ifindex: int) -> str | None:
+        """The interface's name when requests from it are answered, else None (cached:
+        interface indexes are not reused while the machine runs)."""
+        if ifindex in self.ifnames:
+            return self.ifnames[ifindex]
         try:
             name = socket.if_indextoname(ifindex)
         except OSError:
             return None
-        if self.config.interfaces and name not in self.config.interfaces:
-            return None
-        if name in self.config.except_interfaces:
-            return None
+        if (self.config.interfaces and name not in self.config.interfaces) \
+                or name in self.config.except_interfaces:
+            name = None
+        self.ifnames[ifindex] = name
         return name
 
     def _netmask(self, ifindex: int, name: str) -> bytes | None:
@@ -118,17 +106,13 @@ class ProxyDhcpServer:
         on_pxe_port = sock is self.sockets[1]
         for _ in range(PACKETS_PER_WAKEUP):
             try:
-                data, anc, _flags, src = sock.recvmsg(2048, socket.CMSG_SPACE(PKTINFO.size))
+                data, src, ifindex, local = udp.receive(sock)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self.log.event("dhcp-socket-error", str(exc))
                 return
             self.counters["received"] += 1
-            ifindex, local = 0, ZERO
-            for level, kind, value in anc:
-                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
-                    ifindex, local, _dst = PKTINFO.unpack(value[:PKTINFO.size])
             try:
                 self._handle(sock, data, src, ifindex, local, on_pxe_port)
             except DhcpError as exc:
@@ -197,7 +181,7 @@ class ProxyDhcpServer:
     def _send(self, sock, reply: bytes, dest, ifindex: int) -> None:
         anc = []
         if ifindex:  # broadcast out of the interface the request came in on
-            anc = [(socket.IPPROTO_IP, IP_PKTINFO, PKTINFO.pack(ifindex, ZERO, ZERO))]
+            anc = udp.out_of(ifindex)
         try:
             sock.sendmsg([reply], anc, 0, dest)
         except OSError as exc:

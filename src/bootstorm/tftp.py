@@ -7,8 +7,8 @@ import errno
 import os
 import socket
 import stat
-import struct
 
+from bootstorm import udp
 from bootstorm._native import tftp as native
 from bootstorm.config import TftpConfig
 from bootstorm.errors import TftpError
@@ -16,8 +16,6 @@ from bootstorm.log import Log
 
 OP_WRQ = 2
 TICK_S = 0.01  # the engine's timer wheel resolution
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
-IP_PKTINFO_LEN = 12  # struct in_pktinfo: ifindex, spec_dst, addr
 REQUESTS_PER_WAKEUP = 64  # bounded, so transfers in flight keep their turn
 DEFAULT_SNDBUF = 212992  # Linux net.core.wmem_default: holds a 64 KiB window twice over
 HEADERS_LEN = 32  # IP 20 + UDP 8 + TFTP 4: blksize that fits the MTU (dnsmasq's rule)
@@ -97,13 +95,7 @@ class TftpServer:
         self.ifnames: dict[int, str] = {}
         self.requests_refused = 0
         self.requests_malformed = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        self.sock.bind((config.listen, config.port))
-        self.sock.setblocking(False)
+        self.sock = udp.listening_socket(config.listen, config.port, reuse_port=reuse_port)
         self.address = self.sock.getsockname()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle = None
@@ -154,18 +146,13 @@ class TftpServer:
     def _on_requests(self) -> None:
         for _ in range(REQUESTS_PER_WAKEUP):
             try:
-                data, ancdata, _flags, client = self.sock.recvmsg(
-                    2048, socket.CMSG_SPACE(IP_PKTINFO_LEN))
+                data, client, ifindex, local = udp.receive(self.sock)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # e.g. ICMP errors surfacing on the socket
                 self.log.event("tftp-socket-error", str(exc))
                 return
-            ifindex, local_ip = 0, self.address[0]
-            for level, kind, value in ancdata:
-                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
-                    ifindex, spec_dst, _dst = struct.unpack("I4s4s", value[:IP_PKTINFO_LEN])
-                    local_ip = socket.inet_ntoa(spec_dst)
+            local_ip = socket.inet_ntoa(local) if ifindex else self.address[0]
             try:
                 self._request(data, client, local_ip, ifindex)
             except TftpError as err:

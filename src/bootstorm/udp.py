@@ -1,0 +1,54 @@
+"""Listening UDP sockets of the control plane (TFTP requests, ProxyDHCP): one way to bind
+them and to learn on which interface and local address each datagram arrived."""
+from __future__ import annotations
+
+import socket
+import struct
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
+PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+ANCILLARY_SPACE = socket.CMSG_SPACE(PKTINFO.size)
+SO_RCVBUFFORCE = 33
+RECEIVE_BUFFER = 4 * 1024 * 1024  # a storm's requests arrive in bursts
+MAX_DATAGRAM = 2048  # requests are small; longer ones arrive truncated and are refused
+NO_ADDRESS = b"\0\0\0\0"
+
+
+def listening_socket(address: str, port: int, *, reuse_port: bool = False,
+                     options: tuple = ()) -> socket.socket:
+    """A bound, non-blocking IPv4 UDP socket that reports each datagram's interface and local
+    address (IP_PKTINFO), with room for bursts (SO_RCVBUFFORCE needs root).
+    options: extra (level, name, value) socket options."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        for level, name, value in options:
+            s.setsockopt(level, name, value)
+        s.bind((address, port))
+        s.setblocking(False)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def receive(sock: socket.socket):
+    """(data, source, ifindex, local address as 4 bytes); BlockingIOError when none waits."""
+    data, ancdata, _flags, source = sock.recvmsg(MAX_DATAGRAM, ANCILLARY_SPACE)
+    for level, kind, value in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+            ifindex, local, _dst = PKTINFO.unpack(value[:PKTINFO.size])
+            return data, source, ifindex, local
+    return data, source, 0, NO_ADDRESS
+
+
+def out_of(ifindex: int) -> list:
+    """Ancillary data that sends a datagram out of this interface (broadcasts)."""
+    return [(socket.IPPROTO_IP, IP_PKTINFO, PKTINFO.pack(ifindex, NO_ADDRESS, NO_ADDRESS))]
