@@ -25,10 +25,12 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
     no_blocksize: bool = False  # dnsmasq tftp-no-blocksize: refuse blksize
     lowercase: bool = False  # dnsmasq tftp-lowercase: map file names to lower case
     netascii_max_bytes: int = 64 * 1024 * 1024
-    # files up to this size are served from a snapshot in memory (boot loaders, scripts);
-    # larger ones from the page cache, read per window
-    memory_file_max: int = 4 * 1024 * 1024
-    memory_total_max: int = 256 * 1024 * 1024
+    # files up to this size are served from a snapshot in memory (boot loaders, scripts,
+    # kernels): no system call per window; larger ones (big initrds, images) from the page
+    # cache, read and checked per window. The snapshots of all files in use at once stay
+    # within memory_total_max; beyond it new files are served from the page cache.
+    memory_file_max: int = 64 * 1024 * 1024
+    memory_total_max: int = 512 * 1024 * 1024
     interfaces: list[str] = []  # answer only requests arriving on these (dnsmasq enable-tftp=IF)
     roots: dict[str, str] = {}  # interface -> its own root (dnsmasq tftp-root=DIR,IF)
     unique_root: str | None = None  # "ip" or "mac": serve ROOT/<client>/ when it exists
