@@ -1,8 +1,9 @@
 """Files that change under a running transfer: a client gets the whole old content or
 an ERROR, never a mix of old and new.
 
-Two sizes: SMALL may be served from an in-memory snapshot (servers with
---memory-file-max, 4 MiB by default), LARGE is always read from the open file per window.
+Two sizes: SMALL is served from an in-memory snapshot (below --memory-file-max), LARGE
+from the open file, read and checked per window (the server runs with a 1 MiB
+--memory-file-max for it).
 """
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ import pytest
 from tftp_harness import OP_DATA, RawClient, RemoteError, ack, make_file, sha256
 
 SMALL = 100 * 512 + 77
-LARGE = 5 * 1024 * 1024 + 77  # above any in-memory snapshot limit
+LARGE = 5 * 1024 * 1024 + 77
 SIZES = pytest.mark.parametrize("size", [SMALL, LARGE], ids=["small", "large"])
+
+
+def _server(tftp_server, root, size):
+    """A server that reads files of this size from the page cache when it is LARGE."""
+    return tftp_server(root, *(["--memory-file-max", str(1 << 20)] if size >= LARGE else []))
 
 
 def _start_slow(server, name, blocks: int):
@@ -46,7 +52,7 @@ def test_file_replaced_by_rename_serves_old_content(tftp_server, tmp_path, size)
     a running transfer keeps the old inode open and must deliver the old file whole."""
     root = tmp_path / "root"
     old = make_file(root, "kernel", size)
-    server = tftp_server(root)
+    server = _server(tftp_server, root, size)
     c, got = _start_slow(server, "kernel", 10)
     try:
         new = os.urandom(size)
@@ -69,7 +75,7 @@ def test_file_replaced_by_rename_serves_old_content(tftp_server, tmp_path, size)
 def _changed_in_place(tftp_server, tmp_path, size, change):
     root = tmp_path / "root"
     old = make_file(root, "kernel", size)
-    server = tftp_server(root)
+    server = _server(tftp_server, root, size)
     c, got = _start_slow(server, "kernel", 10)
     try:
         with open(root / "kernel", "r+b") as f:
@@ -110,7 +116,7 @@ def test_quick_in_place_change_detected(tftp_server, tmp_path):
     for an in-memory snapshot."""
     root = tmp_path / "root"
     old = make_file(root, "kernel", LARGE)
-    server = tftp_server(root)
+    server = _server(tftp_server, root, LARGE)
     for attempt in range(5):
         os.replace(root / "kernel", root / "kernel.tmp")  # a fresh, unshared inode
         (root / "kernel").write_bytes(old)
