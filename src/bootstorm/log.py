@@ -39,3 +39,32 @@ class Log:
             line = " ".join(parts)
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class RateLimited:
+    """One kind of line that a flood could repeat: at most `per_second` lines a second, the
+    rest counted and summed in one `<event>-suppressed` line when the second is over."""
+
+    def __init__(self, log: Log, event: str, per_second: int):
+        self.log = log
+        self.event = event
+        self.per_second = per_second
+        self.window = -1.0  # start of the current one-second window
+        self.logged = 0
+        self.suppressed = 0
+
+    def __call__(self, message: str, **fields) -> None:
+        now = time.monotonic()
+        if now - self.window >= 1.0:
+            self.flush()
+            self.window, self.logged = now, 0
+        if self.logged < self.per_second:
+            self.logged += 1
+            self.log.event(self.event, message, **fields)
+        else:
+            self.suppressed += 1
+
+    def flush(self) -> None:
+        if self.suppressed:
+            self.log.event(f"{self.event}-suppressed", "further lines not logged", count=self.suppressed)
+            self.suppressed = 0

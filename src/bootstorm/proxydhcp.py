@@ -10,13 +10,12 @@ import asyncio
 import fcntl
 import socket
 import struct
-import time
 
 from bootstorm import udp
 from bootstorm._native import dhcp
 from bootstorm.config import DhcpConfig
 from bootstorm.errors import DhcpError
-from bootstorm.log import Log
+from bootstorm.log import Log, RateLimited
 from bootstorm.policy import BROADCAST_FLAG, ZERO, Policy
 
 SIOCGIFNETMASK = 0x891B
@@ -54,9 +53,7 @@ class ProxyDhcpServer:
         self.ifnames: dict[int, str | None] = {}
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._malformed_window = -1.0  # start of the current one-second log window
-        self._malformed_logged = 0
-        self._malformed_suppressed = 0
+        self._log_malformed = RateLimited(log, "dhcp-malformed", MALFORMED_LOG_PER_SECOND)
 
     def _bind(self, port: int) -> socket.socket:
         # no DF bit on replies, as dnsmasq (make_dhcp_sock): firmware and relays never see a
@@ -76,7 +73,7 @@ class ProxyDhcpServer:
             loop.add_reader(s.fileno(), self._on_readable, s)
 
     def close(self) -> None:
-        self._flush_malformed()
+        self._log_malformed.flush()
         for s in self.sockets:
             if self._loop is not None:
                 self._loop.remove_reader(s.fileno())
@@ -118,24 +115,7 @@ class ProxyDhcpServer:
             except DhcpError as exc:
                 self.counters["malformed"] += 1
                 if self.log_dhcp:
-                    self._log_malformed(str(exc), src)
-
-    def _log_malformed(self, why: str, src) -> None:
-        now = time.monotonic()
-        if now - self._malformed_window >= 1.0:
-            self._flush_malformed()
-            self._malformed_window, self._malformed_logged = now, 0
-        if self._malformed_logged < MALFORMED_LOG_PER_SECOND:
-            self._malformed_logged += 1
-            self.log.event("dhcp-malformed", why, client=f"{src[0]}:{src[1]}")
-        else:
-            self._malformed_suppressed += 1
-
-    def _flush_malformed(self) -> None:
-        if self._malformed_suppressed:
-            self.log.event("dhcp-malformed-suppressed", "malformed packets dropped and not logged",
-                           count=self._malformed_suppressed)
-            self._malformed_suppressed = 0
+                    self._log_malformed(str(exc), client=f"{src[0]}:{src[1]}")
 
     def _handle(self, sock, data, src, ifindex, local, on_pxe_port) -> None:
         pkt = dhcp.parse(data)

@@ -12,11 +12,12 @@ from bootstorm import udp
 from bootstorm._native import tftp as native
 from bootstorm.config import TftpConfig
 from bootstorm.errors import TftpError
-from bootstorm.log import Log
+from bootstorm.log import Log, RateLimited
 
 OP_WRQ = 2
 TICK_S = 0.01  # the engine's timer wheel resolution
-REQUESTS_PER_WAKEUP = 64  # bounded, so transfers in flight keep their turn
+REQUESTS_PER_WAKEUP = 64
+REFUSED_LOG_PER_SECOND = 100  # a flood of bad requests must not flood the log  # bounded, so transfers in flight keep their turn
 DEFAULT_SNDBUF = 212992  # Linux net.core.wmem_default: holds a 64 KiB window twice over
 HEADERS_LEN = 32  # IP 20 + UDP 8 + TFTP 4: blksize that fits the MTU (dnsmasq's rule)
 
@@ -94,6 +95,7 @@ class TftpServer:
         self.mtu_blksize: dict[int, int] = {}
         self.ifnames: dict[int, str] = {}
         self.requests_refused = 0
+        self._log_refused = RateLimited(log, "tftp-refused", REFUSED_LOG_PER_SECOND)
         self.requests_malformed = 0
         self.sock = udp.listening_socket(config.listen, config.port, reuse_port=reuse_port)
         self.address = self.sock.getsockname()
@@ -124,6 +126,7 @@ class TftpServer:
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
         self.engine.abort_all()
+        self._log_refused.flush()
         self.sock.close()
         for fd in (self.rootfd, *self.iface_rootfds.values()):
             if fd >= 0:
@@ -163,7 +166,7 @@ class TftpServer:
                 self._send_error(client, TftpError(0, f"server error: {exc.strerror or exc}"))
 
     def _send_error(self, client, err: TftpError) -> None:
-        self.log.event("tftp-refused", err.message, client=f"{client[0]}:{client[1]}", code=err.code)
+        self._log_refused(err.message, client=f"{client[0]}:{client[1]}", code=err.code)
         try:
             self.sock.sendto(native.build_error(err.code, err.message), client)
         except OSError:
