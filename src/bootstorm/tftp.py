@@ -3,6 +3,7 @@ negotiation) and the glue to the native engine, which runs every DATA/ACK exchan
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 import errno
 import os
 import socket
@@ -17,7 +18,9 @@ from bootstorm.log import Log, RateLimited
 OP_WRQ = 2
 TICK_S = 0.01  # the engine's timer wheel resolution
 REQUESTS_PER_WAKEUP = 64
-REFUSED_LOG_PER_SECOND = 100  # a flood of bad requests must not flood the log  # bounded, so transfers in flight keep their turn
+REFUSED_LOG_PER_SECOND = 100
+SNAPSHOT_AT_ONCE = 1 << 20  # files up to 1 MiB go to memory on their first request
+REQUESTED_KEYS = 4096  # how many big files' first requests are remembered  # a flood of bad requests must not flood the log  # bounded, so transfers in flight keep their turn
 DEFAULT_SNDBUF = 212992  # Linux net.core.wmem_default: holds a 64 KiB window twice over
 HEADERS_LEN = 32  # IP 20 + UDP 8 + TFTP 4: blksize that fits the MTU (dnsmasq's rule)
 
@@ -91,7 +94,9 @@ class TftpServer:
         self.transfers: list[_Transfer | None] = [None] * config.max_transfers
         self.by_client: dict[tuple[str, int], int] = {}  # a retransmitted RRQ starts nothing
         self.files: dict[tuple, _Source] = {}  # (dev, ino, size, mtime) -> shared source
-        self.memory_bytes = 0  # held by snapshots
+        self.memory_bytes = 0  # held by snapshots, in use or idle
+        self.idle: OrderedDict[tuple, _Source] = OrderedDict()  # unused snapshots, oldest first
+        self.requested: OrderedDict[tuple, None] = OrderedDict()  # big files asked for lately
         self.mtu_blksize: dict[int, int] = {}
         self.ifnames: dict[int, str] = {}
         self.requests_refused = 0
@@ -142,7 +147,9 @@ class TftpServer:
 
     def stats(self) -> dict:
         return {**self.engine.stats(), "requests_refused": self.requests_refused,
-                "requests_malformed": self.requests_malformed, "open_files": len(self.files)}
+                "requests_malformed": self.requests_malformed, "open_files": sum(1 for f in self.files.values() if f.fd >= 0),
+                "snapshots": sum(1 for f in self.files.values() if f.content is not None),
+                "snapshot_bytes": self.memory_bytes}
 
     # -- requests on :69
 
@@ -343,8 +350,10 @@ class TftpServer:
             content = None
             if as_netascii:
                 content = self._netascii(fd, st.st_size)
-            elif shared is None:
+            elif self._wants_snapshot(key, st.st_size) and (shared is None or shared.content is None):
                 content = self._snapshot(fd, st)
+                if content is not None:
+                    shared = None  # the snapshot serves from now on; the open file ends with its transfers
         except BaseException:
             os.close(fd)
             raise
@@ -353,6 +362,7 @@ class TftpServer:
         if as_netascii:
             return _Source(-1, content, len(content), 0, None)
         if shared is not None:
+            self.idle.pop(key, None)
             shared.users += 1
             return shared
         if content is not None:
@@ -363,11 +373,29 @@ class TftpServer:
         self.files[key] = src
         return src
 
+    def _wants_snapshot(self, key, size: int) -> bool:
+        """Small files at once; a big one from its second request on (one client fetching an
+        image once is served best straight from the page cache)."""
+        if size > self.config.memory_file_max:
+            return False
+        if size <= SNAPSHOT_AT_ONCE:
+            return True
+        repeat = key in self.requested
+        self.requested[key] = None
+        self.requested.move_to_end(key)
+        if len(self.requested) > REQUESTED_KEYS:
+            self.requested.popitem(last=False)
+        return repeat
+
     def _snapshot(self, fd: int, st) -> bytes | None:
         """Small files are served from memory: no read per window, and a running transfer
         keeps the content it started with whatever happens to the file."""
         size = st.st_size
-        if size > self.config.memory_file_max or self.memory_bytes + size > self.config.memory_total_max:
+        while self.memory_bytes + size > self.config.memory_total_max and self.idle:
+            _key, old = self.idle.popitem(last=False)  # the least recently used, unused one
+            del self.files[old.key]
+            self.memory_bytes -= old.size
+        if self.memory_bytes + size > self.config.memory_total_max:
             return None
         content = os.pread(fd, size, 0)
         after = os.fstat(fd)
@@ -385,12 +413,16 @@ class TftpServer:
         src.users -= 1
         if src.users:
             return
-        if src.key is not None:
+        if src.key is None:
+            return  # a netascii copy: its own
+        if src.content is not None:
+            # kept for the next client (machines of a fleet boot one after another too),
+            # until memory_total_max needs the room; a changed file has another key
+            self.idle[src.key] = src
+            return
+        if self.files.get(src.key) is src:  # else a snapshot of the file took its place
             del self.files[src.key]
-            if src.content is not None:
-                self.memory_bytes -= src.size
-        if src.fd >= 0:
-            os.close(src.fd)
+        os.close(src.fd)
 
     # -- called by the engine once per finished transfer
 
