@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,9 @@ NBP_FILES = {
 }
 
 
-def _netns_gate() -> None:
-    try:
-        netns.check_available()
-    except netns.NetnsUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but network namespaces are unavailable: {e}", pytrace=False)
-        pytest.skip(f"network namespaces unavailable: {e}")
-
-
 @pytest.fixture(scope="session")
 def netns_required() -> None:
-    _netns_gate()
+    netns.require()
 
 
 def _client_for(lan: netns.Lan) -> Client:

@@ -251,3 +251,16 @@ def pxe_lan(*, with_dhcp: bool = False, client_addrs: Iterable[str] | None = Non
     if with_dhcp:
         hosts["dhcp"] = [f"{DHCP_ADDR}/{PREFIX}"]
     return Lan(hosts, macs={"cli": CLIENT_MAC, "srv": SERVER_MAC, "dhcp": DHCP_MAC})
+
+
+def require() -> None:
+    """Network namespaces, or the test cannot run: a skip on a developer's machine without
+    them, a failure under CI (where every test must really run)."""
+    import pytest
+
+    try:
+        check_available()
+    except NetnsUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but network namespaces are unavailable: {e}", pytrace=False)
+        pytest.skip(f"network namespaces unavailable: {e}")

@@ -483,7 +483,7 @@ def test_datagram_from_another_port_gets_error_5(rig):
 # ---------------------------------------------------------------- windows (RFC 7440)
 
 @pytest.mark.parametrize("gso", [False, pytest.param(True, marks=pytest.mark.skipif(
-    not native.have_gso(), reason="no UDP GSO"))])
+    not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
 @pytest.mark.parametrize("size", [0, 100, 512 * 4, 512 * 4 + 1, 512 * 37 + 100])
 def test_windowed_transfer_byte_exact(make_rig, gso, size):
     r = make_rig(gso=gso)
@@ -496,7 +496,7 @@ def test_windowed_transfer_byte_exact(make_rig, gso, size):
 
 
 @pytest.mark.parametrize("gso", [False, pytest.param(True, marks=pytest.mark.skipif(
-    not native.have_gso(), reason="no UDP GSO"))])
+    not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
 def test_big_window_spans_several_send_batches(make_rig, gso):
     # 200 blocks in one window: more than the 64 segments of one sendmmsg/GSO batch
     r = make_rig(gso=gso)
