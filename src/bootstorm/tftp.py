@@ -3,11 +3,11 @@ negotiation) and the glue to the native engine, which runs every DATA/ACK exchan
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 import errno
 import os
 import socket
 import stat
+from collections import OrderedDict
 
 from bootstorm import udp
 from bootstorm._native import tftp as native
@@ -17,10 +17,10 @@ from bootstorm.log import Log, RateLimited
 
 OP_WRQ = 2
 TICK_S = 0.01  # the engine's timer wheel resolution
-REQUESTS_PER_WAKEUP = 64
-REFUSED_LOG_PER_SECOND = 100
+REQUESTS_PER_WAKEUP = 64  # bounded, so transfers in flight keep their turn
+REFUSED_LOG_PER_SECOND = 100  # a flood of bad requests must not flood the log
 SNAPSHOT_AT_ONCE = 1 << 20  # files up to 1 MiB go to memory on their first request
-REQUESTED_KEYS = 4096  # how many big files' first requests are remembered  # a flood of bad requests must not flood the log  # bounded, so transfers in flight keep their turn
+REQUESTED_KEYS = 4096  # how many big files' first requests are remembered
 DEFAULT_SNDBUF = 212992  # Linux net.core.wmem_default: holds a 64 KiB window twice over
 HEADERS_LEN = 32  # IP 20 + UDP 8 + TFTP 4: blksize that fits the MTU (dnsmasq's rule)
 
