@@ -194,10 +194,11 @@ def cmd_get(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bootstorm", description="Network-boot server: TFTP for boot storms.")
+    p = argparse.ArgumentParser(prog="bootstorm", description="Network-boot server for bare-metal fleets: TFTP and ProxyDHCP (PXE). "
+                                "dnsmasq's options work too: bootstorm --conf-file=F --keep-in-foreground")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="serve files over TFTP")
+    s = sub.add_parser("serve", help="serve TFTP and ProxyDHCP (--config), or a directory over TFTP")
     d = TftpConfig.__struct_defaults__
     f = dict(zip(TftpConfig.__struct_fields__[-len(d):], d))
     s.add_argument("--config", metavar="FILE", help="TOML configuration (TFTP and ProxyDHCP)")
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="abandon a transfer without progress for this long (default %(default)s s)")
     s.add_argument("--memory-file-max", type=int, default=f["memory_file_max"], metavar="N",
                    help="serve files up to N bytes from a snapshot in memory (default %(default)s)")
-    s.add_argument("--no-blocksize", action="store_true", help="refuse the blksize option (dnsmasq tftp-no-blocksize)")
+    s.add_argument("--no-blocksize", action="store_true", help="ignore the blksize option (dnsmasq tftp-no-blocksize)")
     s.add_argument("--lowercase", action="store_true", help="map file names to lower case (dnsmasq tftp-lowercase)")
     s.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")
     s.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines on stderr")
