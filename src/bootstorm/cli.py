@@ -148,6 +148,8 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
 def cmd_serve(args) -> int:
     try:
         config = _config(args)
+        if args.workers > 1 and config.tftp is not None and config.tftp.port == 0:
+            raise ConfigError("--workers shares one port between processes: give a fixed --tftp-port")
     except (ConfigError, ValueError, msgspec.ValidationError) as exc:
         print(f"bootstorm: {exc}", file=sys.stderr)
         return 2
