@@ -4,6 +4,7 @@
 # once at its edge and decoded into a Packet; replies are built from a list of options.
 
 from libc.stdint cimport uint8_t, uint32_t
+from libc.string cimport memcpy
 
 from bootstorm.errors import DhcpError
 
@@ -188,10 +189,17 @@ def encode_suboptions(list items not None):
     return bytes(out)
 
 
-cdef void put_field(bytearray buf, Py_ssize_t offset, Py_ssize_t width, bytes value) except *:
-    if len(value) > width:
-        raise ValueError(f"field of {len(value)} bytes does not fit in {width}")
-    buf[offset:offset + len(value)] = value
+cdef inline void put_field(char *buf, Py_ssize_t offset, Py_ssize_t width, bytes value) except *:
+    cdef Py_ssize_t n = len(value)
+    if n > width:
+        raise ValueError(f"field of {n} bytes does not fit in {width}")
+    memcpy(buf + offset, <const char *>value, n)
+
+
+cdef inline void put_be(char *p, uint32_t value, int width) noexcept:
+    cdef int i
+    for i in range(width):
+        p[i] = <char>((value >> (8 * (width - 1 - i))) & 0xff)
 
 
 def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yiaddr=b"\0\0\0\0",
@@ -199,15 +207,24 @@ def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yi
           list options=None):
     """A reply to `request`: xid, secs, htype, hlen, chaddr, giaddr echoed; options in the order
     given, split into several instances when longer than 255 bytes (RFC 3396)."""
-    buf = bytearray(OPTIONS_OFFSET)
-    buf[0] = op
-    buf[1] = request.htype
-    buf[2] = request.hlen
-    buf[3] = request.hops  # relays count hops; dnsmasq echoes them
-    buf[4:8] = request.xid.to_bytes(4, "big")
-    buf[8:10] = request.secs.to_bytes(2, "big")  # dnsmasq answers in the request's buffer: secs echoed
-    f = request.flags if flags < 0 else flags
-    buf[10:12] = f.to_bytes(2, "big")
+    cdef Py_ssize_t size = OPTIONS_OFFSET + 1, n, i, chunk
+    cdef int c
+    cdef bytes value
+    cdef char *buf
+    cdef char *p
+    options = options or []
+    for code, value in options:  # the length first: one buffer, filled in place
+        n = len(value)
+        size += 2 + n + 2 * ((n - 1) // 255) if n else 2
+    out = bytearray(size if size > MIN_REPLY_LEN else MIN_REPLY_LEN)  # zero-filled: padding
+    buf = out
+    buf[0] = <char>op
+    buf[1] = <char>request.htype
+    buf[2] = <char>request.hlen
+    buf[3] = <char>request.hops  # relays count hops; dnsmasq echoes them
+    put_be(buf + 4, request.xid, 4)
+    put_be(buf + 8, request.secs, 2)  # dnsmasq answers in the request's buffer: secs echoed
+    put_be(buf + 10, <uint32_t>(request.flags if flags < 0 else flags), 2)
     put_field(buf, 12, 4, ciaddr)
     put_field(buf, 16, 4, yiaddr)
     put_field(buf, 20, 4, siaddr)
@@ -215,14 +232,24 @@ def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yi
     put_field(buf, CHADDR_OFFSET, CHADDR_LEN, request.chaddr)
     put_field(buf, SNAME_OFFSET, SNAME_LEN - 1, sname)  # always NUL-terminated
     put_field(buf, FILE_OFFSET, FILE_LEN - 1, file)
-    buf[BOOTP_HEADER_LEN:OPTIONS_OFFSET] = MAGIC_COOKIE
-    for code, value in options or ():
-        if not value:
-            buf += bytes((code, 0))
-        for i in range(0, len(value), 255):
-            chunk = value[i:i + 255]
-            buf += bytes((code, len(chunk))) + chunk
-    buf.append(OPT_END)
-    if len(buf) < MIN_REPLY_LEN:
-        buf += bytes(MIN_REPLY_LEN - len(buf))
-    return bytes(buf)
+    memcpy(buf + BOOTP_HEADER_LEN, <const char *>MAGIC_COOKIE, 4)
+    p = buf + OPTIONS_OFFSET
+    for code, value in options:
+        c = code
+        if not 0 < c < OPT_END:
+            raise ValueError(f"option code {c} out of range")
+        n = len(value)
+        if n == 0:
+            p[0] = <char>c
+            p[1] = 0
+            p += 2
+        i = 0
+        while i < n:
+            chunk = n - i if n - i < 255 else 255
+            p[0] = <char>c
+            p[1] = <char>chunk
+            memcpy(p + 2, (<const char *>value) + i, chunk)
+            p += 2 + chunk
+            i += chunk
+    p[0] = <char>OPT_END
+    return bytes(out)
