@@ -159,9 +159,8 @@ class ProxyDhcpServer:
         return (socket.inet_ntoa(answer.yiaddr), CLIENT_PORT), 0
 
     def _send(self, sock, reply: bytes, dest, ifindex: int) -> None:
-        anc = []
-        if ifindex:  # broadcast out of the interface the request came in on
-            anc = udp.out_of(ifindex)
+        # a broadcast leaves by the interface the request came in on
+        anc = udp.out_of(ifindex) if ifindex else ()
         try:
             sock.sendmsg([reply], anc, 0, dest)
         except OSError as exc:

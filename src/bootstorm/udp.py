@@ -2,6 +2,7 @@
 them and to learn on which interface and local address each datagram arrived."""
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 
@@ -49,6 +50,7 @@ def receive(sock: socket.socket):
     return data, source, 0, NO_ADDRESS
 
 
-def out_of(ifindex: int) -> list:
+@functools.lru_cache(maxsize=256)
+def out_of(ifindex: int) -> tuple:
     """Ancillary data that sends a datagram out of this interface (broadcasts)."""
-    return [(socket.IPPROTO_IP, IP_PKTINFO, PKTINFO.pack(ifindex, NO_ADDRESS, NO_ADDRESS))]
+    return ((socket.IPPROTO_IP, IP_PKTINFO, PKTINFO.pack(ifindex, NO_ADDRESS, NO_ADDRESS)),)
