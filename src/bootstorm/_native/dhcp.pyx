@@ -4,7 +4,8 @@
 # once at its edge and decoded into a Packet; replies are built from a list of options.
 
 from libc.stdint cimport uint8_t, uint32_t
-from libc.string cimport memcpy
+from libc.string cimport memchr, memcpy
+from cpython.bytes cimport PyBytes_FromStringAndSize
 
 from bootstorm.errors import DhcpError
 
@@ -35,6 +36,18 @@ cdef enum:
 MAGIC_COOKIE = b"\x63\x82\x53\x63"
 
 
+cdef inline bytes take(const uint8_t[:] data, Py_ssize_t start, Py_ssize_t n):
+    """data[start:start + n] as bytes; the caller has checked the bounds."""
+    return PyBytes_FromStringAndSize(<const char *>&data[start], n)
+
+
+cdef inline bytes take_string(const uint8_t[:] data, Py_ssize_t start, Py_ssize_t width):
+    """A NUL-terminated field (sname, file) up to its first NUL."""
+    cdef const char *p = <const char *>&data[start]
+    cdef const char *nul = <const char *>memchr(p, 0, width)
+    return PyBytes_FromStringAndSize(p, (nul - p) if nul != NULL else width)
+
+
 cdef Py_ssize_t walk_options(const uint8_t[:] data, Py_ssize_t start, Py_ssize_t end,
                              dict options, list order) except -1:
     """Collect options from data[start:end]; repeated codes are concatenated (RFC 3396).
@@ -53,7 +66,7 @@ cdef Py_ssize_t walk_options(const uint8_t[:] data, Py_ssize_t start, Py_ssize_t
         n = data[i + 1]
         if i + 2 + n > end:
             raise DhcpError(f"option {code} runs past the end ({n} bytes)")
-        value = bytes(data[i + 2:i + 2 + n])
+        value = take(data, i + 2, n)
         if code in options:
             options[code] += value
         else:
@@ -132,7 +145,7 @@ def parse(const uint8_t[:] data not None):
     cdef int overload = 0
     if n < OPTIONS_OFFSET:
         raise DhcpError(f"too short for DHCP ({n} bytes)")
-    if bytes(data[BOOTP_HEADER_LEN:OPTIONS_OFFSET]) != MAGIC_COOKIE:
+    if take(data, BOOTP_HEADER_LEN, 4) != MAGIC_COOKIE:
         raise DhcpError("no DHCP magic cookie")
     p = Packet.__new__(Packet)
     p.op = data[0]
@@ -144,13 +157,13 @@ def parse(const uint8_t[:] data not None):
     p.xid = (<uint32_t>data[4] << 24) | (<uint32_t>data[5] << 16) | (<uint32_t>data[6] << 8) | data[7]
     p.secs = data[8] << 8 | data[9]
     p.flags = data[10] << 8 | data[11]
-    p.ciaddr = bytes(data[12:16])
-    p.yiaddr = bytes(data[16:20])
-    p.siaddr = bytes(data[20:24])
-    p.giaddr = bytes(data[24:28])
-    p.chaddr = bytes(data[CHADDR_OFFSET:CHADDR_OFFSET + CHADDR_LEN])
-    p.sname = bytes(data[SNAME_OFFSET:SNAME_OFFSET + SNAME_LEN])
-    p.file = bytes(data[FILE_OFFSET:FILE_OFFSET + FILE_LEN])
+    p.ciaddr = take(data, 12, 4)
+    p.yiaddr = take(data, 16, 4)
+    p.siaddr = take(data, 20, 4)
+    p.giaddr = take(data, 24, 4)
+    p.chaddr = take(data, CHADDR_OFFSET, CHADDR_LEN)
+    p.sname = take_string(data, SNAME_OFFSET, SNAME_LEN)
+    p.file = take_string(data, FILE_OFFSET, FILE_LEN)
     p.options = {}
     p.order = []
     walk_options(data, OPTIONS_OFFSET, n, p.options, p.order)
@@ -163,8 +176,6 @@ def parse(const uint8_t[:] data not None):
         if overload & 2:
             walk_options(data, SNAME_OFFSET, SNAME_OFFSET + SNAME_LEN, p.options, p.order)
             p.sname = b""
-    p.sname = p.sname.split(b"\x00", 1)[0]
-    p.file = p.file.split(b"\x00", 1)[0]
     return p
 
 
