@@ -15,6 +15,7 @@ class Log:
             raise ValueError(f"unknown log format {fmt!r}")
         self.json = fmt == "json"
         self.stream = stream or sys.stderr
+        self.line_buffered = bool(getattr(self.stream, "line_buffering", False))
         self._second = -1
         self._stamp = ""
 
@@ -32,13 +33,12 @@ class Log:
                 record["message"] = message
             line = _json.encode(record).decode()
         else:
-            parts = [self._timestamp(), event]
-            if message:
-                parts.append(message)
-            parts += [f"{k}={v}" for k, v in fields.items()]
-            line = " ".join(parts)
+            line = f"{self._timestamp()} {event} {message}" if message else f"{self._timestamp()} {event}"
+            for key, value in fields.items():
+                line += f" {key}={value}"
         self.stream.write(line + "\n")
-        self.stream.flush()
+        if not self.line_buffered:  # sys.stderr flushes each line by itself
+            self.stream.flush()
 
 
 class RateLimited:
