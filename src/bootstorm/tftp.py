@@ -189,8 +189,13 @@ class TftpServer:
             self.requests_malformed += 1
             return
         opcode, filename, mode, options = req
-        if client in self.by_client:
-            return  # the client retransmitted its RRQ: its transfer is already running
+        running = self.by_client.get(client)
+        if running is not None:
+            if self.engine.acked(running) == 0:
+                return  # a retransmitted RRQ: its transfer has not got through yet
+            # the client started over from the same port (a PXE ROM after a reboot, a
+            # reused ephemeral port): the old transfer is dead, serve the new request
+            self.engine.replace(running)
         ifname = self._ifname(ifindex)
         if self.config.interfaces and ifname not in self.config.interfaces:
             return  # not an interface TFTP serves: silent, as if not listening there

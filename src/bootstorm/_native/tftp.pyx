@@ -70,8 +70,9 @@ cdef enum:
     OUT_FILE_CHANGED = 3     # the file was truncated or rewritten during the transfer
     OUT_ABORTED = 4          # server shutdown or explicit abort
     OUT_TSIZE_PROBE = 5      # ERROR 8 right after the OACK: UEFI asking only for tsize
+    OUT_REPLACED = 6         # the client asked again from the same port: it started over
 
-OUTCOMES = ("ok", "client-error", "timeout", "file-changed", "aborted", "tsize-probe")
+OUTCOMES = ("ok", "client-error", "timeout", "file-changed", "aborted", "tsize-probe", "replaced")
 
 cdef enum:
     TICK_MS = 10             # timer wheel resolution
@@ -410,6 +411,18 @@ cdef class Engine:
         """End one transfer, telling the client (ERROR 0)."""
         if 0 <= slot < self.capacity and self.xfers[slot].state != XFER_FREE:
             self.finish(slot, OUT_ABORTED, 0)
+
+    def acked(self, int32_t slot):
+        """Blocks the client has acknowledged so far (0 before its first DATA arrived)."""
+        if not 0 <= slot < self.capacity or self.xfers[slot].state == XFER_FREE:
+            raise ValueError("no such transfer")
+        return self.xfers[slot].acked
+
+    def replace(self, int32_t slot):
+        """End a transfer whose client started over from the same address and port: its
+        old TID goes silent (an ERROR would reach the new request's socket)."""
+        if 0 <= slot < self.capacity and self.xfers[slot].state != XFER_FREE:
+            self.finish(slot, OUT_REPLACED, 0)
 
     def abort_all(self):
         cdef int32_t i

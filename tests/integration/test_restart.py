@@ -1,0 +1,41 @@
+"""A client that starts over from the same address and port (a PXE ROM after a reboot, or a
+reused ephemeral port) is served at once; only an RRQ repeated before anything got through
+counts as a retransmission."""
+from __future__ import annotations
+
+from tftp_harness import OP_DATA, RawClient, ack, make_file, sha256
+
+
+def test_new_request_from_the_same_port_replaces_a_dead_transfer(tftp_server, tmp_path):
+    root = tmp_path / "root"
+    old = make_file(root, "old.bin", 40 * 512)
+    new = make_file(root, "new.bin", 3 * 512 + 7)
+    server = tftp_server(root)
+    with RawClient(server.addr) as c:
+        c.send_rrq("old.bin")
+        num, payload = c.expect(OP_DATA, 2)
+        assert (num, payload) == (1, old[:512])
+        c.send(ack(1))
+        c.expect(OP_DATA, 2)  # block 2 arrives; the client "reboots" without ACKing it
+        # the same socket (address and port) asks again, for another file
+        c.peer = None
+        c.send_rrq("new.bin")
+        got = c.download(max_seconds=10)
+        assert sha256(got) == sha256(new)
+    records = server.wait_transfers(2, 5)
+    assert sorted(r["outcome"] for r in records) == ["ok", "replaced"], records
+    replaced = next(r for r in records if r["outcome"] == "replaced")
+    assert replaced["file"] == "old.bin"
+
+
+def test_rrq_repeated_before_any_data_is_a_retransmission(tftp_server, tmp_path):
+    root = tmp_path / "root"
+    data = make_file(root, "f.bin", 2000)
+    server = tftp_server(root)
+    with RawClient(server.addr) as c:
+        for _ in range(3):
+            c.send_rrq("f.bin")
+        got = c.download(max_seconds=10)
+        assert sha256(got) == sha256(data)
+    records = server.wait_transfers(1, 5)
+    assert [r["outcome"] for r in server.transfers()] == ["ok"], records
