@@ -70,14 +70,15 @@ class _Source:
 
 
 class _Transfer:
-    __slots__ = ("client", "filename", "blksize", "window", "source")
+    __slots__ = ("client", "filename", "blksize", "window", "source", "request")
 
-    def __init__(self, client, filename, blksize, window, source):
+    def __init__(self, client, filename, blksize, window, source, request):
         self.client = client
         self.filename = filename
         self.blksize = blksize
         self.window = window
         self.source = source
+        self.request = request  # the RRQ as received: an identical one is a retransmission
 
 
 class TftpServer:
@@ -191,7 +192,7 @@ class TftpServer:
         opcode, filename, mode, options = req
         running = self.by_client.get(client)
         if running is not None:
-            if self.engine.acked(running) == 0:
+            if self.engine.acked(running) == 0 and self.transfers[running].request == data:
                 return  # a retransmitted RRQ: its transfer has not got through yet
             # the client started over from the same port (a PXE ROM after a reboot, a
             # reused ephemeral port): the old transfer is dead, serve the new request
@@ -228,7 +229,7 @@ class TftpServer:
             self._release(src)
             raise
         sock.detach()  # the engine owns and closes it
-        self.transfers[slot] = _Transfer(client, filename, blksize, window, src)
+        self.transfers[slot] = _Transfer(client, filename, blksize, window, src, data)
         self.by_client[client] = slot
         self.engine.begin(slot)
         if self._tick_handle is None:

@@ -39,3 +39,23 @@ def test_rrq_repeated_before_any_data_is_a_retransmission(tftp_server, tmp_path)
         assert sha256(got) == sha256(data)
     records = server.wait_transfers(1, 5)
     assert [r["outcome"] for r in server.transfers()] == ["ok"], records
+
+
+def test_other_request_from_a_port_whose_transfer_never_started(tftp_server, tmp_path):
+    """A transfer still waiting for its first ACK (a client that vanished after the OACK)
+    does not capture the next client that happens to get the same port."""
+    root = tmp_path / "root"
+    make_file(root, "empty.bin", 0)
+    data = make_file(root, "k40.bin", 40 * 1024)
+    server = tftp_server(root)
+    with RawClient(server.addr) as c:
+        c.send_rrq("empty.bin", options={"tsize": "0"})
+        c.expect(6, 2)  # OACK; this client never answers it
+        c.peer = None
+        c.send_rrq("k40.bin", options={"blksize": "1468", "tsize": "0"})
+        op, num, payload, _addr = c.recv(2)
+        assert op == 6 and payload.get("tsize") == str(len(data)), (op, payload)
+        c.send(ack(0))
+        got = c.download(blksize=1468, max_seconds=10)
+        assert sha256(got) == sha256(data)
+    assert sorted(r["outcome"] for r in server.wait_transfers(2, 5)) == ["ok", "replaced"]
