@@ -50,7 +50,6 @@ class ProxyDhcpServer:
         self.policy = Policy(config)
         self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0}
         self.netmasks: dict[int, bytes | None] = {}
-        self.ifnames: dict[int, str | None] = {}
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_malformed = RateLimited(log, "dhcp-malformed", MALFORMED_LOG_PER_SECOND)
@@ -80,18 +79,11 @@ class ProxyDhcpServer:
             s.close()
 
     def _interface_ok(self, ifindex: int) -> str | None:
-        """The interface's name when requests from it are answered, else None (cached:
-        interface indexes are not reused while the machine runs)."""
-        if ifindex in self.ifnames:
-            return self.ifnames[ifindex]
-        try:
-            name = socket.if_indextoname(ifindex)
-        except OSError:
-            return None
-        if (self.config.interfaces and name not in self.config.interfaces) \
+        """The interface's name when requests from it are answered, else None."""
+        name = udp.interface_name(ifindex)
+        if name is None or (self.config.interfaces and name not in self.config.interfaces) \
                 or name in self.config.except_interfaces:
-            name = None
-        self.ifnames[ifindex] = name
+            return None
         return name
 
     def _netmask(self, ifindex: int, name: str) -> bytes | None:

@@ -99,7 +99,6 @@ class TftpServer:
         self.idle: OrderedDict[tuple, _Source] = OrderedDict()  # unused snapshots, oldest first
         self.requested: OrderedDict[tuple, None] = OrderedDict()  # big files asked for lately
         self.mtu_blksize: dict[int, int] = {}
-        self.ifnames: dict[int, str] = {}
         self.requests_refused = 0
         self._log_refused = RateLimited(log, "tftp-refused", REFUSED_LOG_PER_SECOND)
         self.requests_malformed = 0
@@ -197,7 +196,7 @@ class TftpServer:
             # the client started over from the same port (a PXE ROM after a reboot, a
             # reused ephemeral port): the old transfer is dead, serve the new request
             self.engine.replace(running)
-        ifname = self._ifname(ifindex)
+        ifname = udp.interface_name(ifindex)
         if self.config.interfaces and ifname not in self.config.interfaces:
             return  # not an interface TFTP serves: silent, as if not listening there
         if opcode == OP_WRQ:
@@ -269,15 +268,6 @@ class TftpServer:
             self.next_port = (port - first + 1) % count
             return
         raise TftpError(0, "server busy: no free port in the transfer port range")
-
-    def _ifname(self, ifindex: int) -> str | None:
-        name = self.ifnames.get(ifindex)
-        if name is None and ifindex:
-            try:
-                name = self.ifnames[ifindex] = socket.if_indextoname(ifindex)
-            except OSError:
-                pass
-        return name
 
     def _blksize_max(self, ifindex: int) -> int:
         if self.config.blksize_max:

@@ -50,6 +50,18 @@ def receive(sock: socket.socket):
     return data, source, 0, NO_ADDRESS
 
 
+@functools.lru_cache(maxsize=1024)
+def interface_name(ifindex: int) -> str | None:
+    """The name of the interface a datagram came in on (cached: interface indexes are not
+    reused while the machine runs); None when unknown."""
+    if not ifindex:
+        return None
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return None
+
+
 @functools.lru_cache(maxsize=256)
 def out_of(ifindex: int) -> tuple:
     """Ancillary data that sends a datagram out of this interface (broadcasts)."""
