@@ -484,7 +484,8 @@ class NullServer(Peer):
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
     Dnsmasq, TftpdHpa, Atftpd, Bootstorm, Tftpy, Py3tftp, Fbtftp, NullServer)}
-DEFAULT_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd", "bootstorm", "tftpy", "py3tftp", "fbtftp"]
+# null is in every run: what the load generator and the kernel allow any server on this machine
+DEFAULT_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd", "bootstorm", "tftpy", "py3tftp", "fbtftp", "null"]
 C_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd"]
 
 

@@ -127,6 +127,11 @@ def goals(result, summ) -> list[tuple[str, str, str]]:
         row("S1 server CPU s/GB <= 0.6x dnsmasq", rfmt(c), None if c is None else c <= 0.6)
         row("S1 p99 latency <= dnsmasq", f"{fmt(p)} ms vs {fmt(pd)} ms",
             None if p is None or pd is None else p <= pd)
+        tn = ratio(get("S1", "null", "transfers_per_s"), get("S1", "dnsmasq", "transfers_per_s"))
+        cn = ratio(get("S1", "null", "cpu_s_per_gb"), get("S1", "dnsmasq", "cpu_s_per_gb"))
+        if tn is not None:
+            G.append(("(bench/nullserver.c, no checks, no timers, no logging: the most any server reaches here)",
+                      f"{rfmt(tn)} transfers/s, {rfmt(cn)} CPU s/GB", "for information"))
     k = "S2 b1468 w16"
     if k in summ:
         t = ratio(get(k, b, "mb_per_s"), get(k, "atftpd", "mb_per_s"))

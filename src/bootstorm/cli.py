@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import resource
 import signal
@@ -122,6 +123,8 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
                 state = "answering" if s.policy.enabled else "silent (no PXE service or prompt configured)"
                 announce("dhcp-listening", f"ProxyDHCP listening on {ports}, {state}, "
                          f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files")
+        # what start-up made lives as long as the process: the collector need not walk it
+        gc.freeze()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
