@@ -87,6 +87,15 @@ int udpio_recv_batch(int fd, char *bufs, size_t slot_len, int n,
     int i, got;
     if (n > UDPIO_MAX_BATCH)
         n = UDPIO_MAX_BATCH;
+    if (n == 1) { /* recvmmsg would look for a second datagram that is seldom there */
+        struct sockaddr_in *a = &addrs[0];
+        socklen_t alen = sizeof *a;
+        ssize_t r = recvfrom(fd, bufs, slot_len, MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)a, &alen);
+        if (r < 0)
+            return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+        lens[0] = ((size_t)r > slot_len || alen != sizeof *a) ? -1 : (int)r;
+        return 1;
+    }
     memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
     for (i = 0; i < n; i++) {
         iovs[i].iov_base = bufs + slot_len * (size_t)i;

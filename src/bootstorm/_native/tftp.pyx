@@ -449,7 +449,9 @@ cdef class Engine:
                 x = &self.xfers[slot]
                 if x.state == XFER_FREE or x.gen != gen:
                     continue  # ended earlier in this batch
-                got = udpio_recv_batch(x.sock, self.rbufs, RECV_SLOT, RECV_BATCH,
+                # one datagram: a transfer has one ACK in flight; anything queued behind it
+                # (duplicates, strangers) keeps the socket ready for the next round
+                got = udpio_recv_batch(x.sock, self.rbufs, RECV_SLOT, 1,
                                        self.raddrs, self.rlens)
                 for j in range(got):
                     if x.state == XFER_FREE or x.gen != gen:
