@@ -79,40 +79,14 @@ int udpio_send_segments(int fd, const struct sockaddr_in *peer, char *buf,
     return n < 0 ? -errno : n;
 }
 
-int udpio_recv_batch(int fd, char *bufs, size_t slot_len, int n,
-                     struct sockaddr_in *addrs, int *lens)
+int udpio_recv(int fd, char *buf, size_t len, struct sockaddr_in *from)
 {
-    struct mmsghdr msgs[UDPIO_MAX_BATCH];
-    struct iovec iovs[UDPIO_MAX_BATCH];
-    int i, got;
-    if (n > UDPIO_MAX_BATCH)
-        n = UDPIO_MAX_BATCH;
-    if (n == 1) { /* recvmmsg would look for a second datagram that is seldom there */
-        struct sockaddr_in *a = &addrs[0];
-        socklen_t alen = sizeof *a;
-        ssize_t r = recvfrom(fd, bufs, slot_len, MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)a, &alen);
-        if (r < 0)
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
-        lens[0] = ((size_t)r > slot_len || alen != sizeof *a) ? -1 : (int)r;
-        return 1;
-    }
-    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)n);
-    for (i = 0; i < n; i++) {
-        iovs[i].iov_base = bufs + slot_len * (size_t)i;
-        iovs[i].iov_len = slot_len;
-        msgs[i].msg_hdr.msg_name = &addrs[i];
-        msgs[i].msg_hdr.msg_namelen = sizeof addrs[i];
-        msgs[i].msg_hdr.msg_iov = &iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
-    got = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
-    if (got < 0)
-        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
-    for (i = 0; i < got; i++) {
-        int truncated = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-        if (msgs[i].msg_hdr.msg_namelen != sizeof(struct sockaddr_in))
-            truncated = 1; /* not IPv4: treated as malformed */
-        lens[i] = truncated ? -1 : (int)msgs[i].msg_len;
-    }
-    return got;
+    socklen_t alen = sizeof *from;
+    /* MSG_TRUNC: the datagram's real length, so a cut one is seen as such */
+    ssize_t r = recvfrom(fd, buf, len, MSG_DONTWAIT | MSG_TRUNC, (struct sockaddr *)from, &alen);
+    if (r < 0)
+        return -errno;
+    if ((size_t)r > len || alen != sizeof *from) /* truncated, or not IPv4 */
+        return -EMSGSIZE;
+    return (int)r;
 }

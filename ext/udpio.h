@@ -1,4 +1,4 @@
-/* Batched UDP I/O for the TFTP data plane: plain C, no Python.h. */
+/* UDP I/O for the TFTP data plane: plain C, no Python.h. */
 #ifndef BOOTSTORM_UDPIO_H
 #define BOOTSTORM_UDPIO_H
 #include <stddef.h>
@@ -15,10 +15,10 @@ int udpio_probe_gso(void);
 int udpio_send_segments(int fd, const struct sockaddr_in *peer, char *buf,
                         size_t seg_len, int nseg, size_t last_len, int use_gso);
 
-/* recvmmsg up to n datagrams of at most slot_len bytes into bufs (n slots back to
- * back). lens[i] gets each length, or -1 when the datagram was truncated.
- * Returns the count, 0 when nothing is pending, or -errno. */
-int udpio_recv_batch(int fd, char *bufs, size_t slot_len, int n,
-                     struct sockaddr_in *addrs, int *lens);
+/* One datagram of at most len bytes, without blocking: its length, -EAGAIN when none
+ * waits, -EMSGSIZE when it was truncated or not IPv4, or another -errno. One per
+ * wake-up is enough: a transfer has one ACK in flight, and a socket with more queued
+ * stays ready for the next epoll round. */
+int udpio_recv(int fd, char *buf, size_t len, struct sockaddr_in *from);
 
 #endif

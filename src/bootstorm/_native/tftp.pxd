@@ -55,9 +55,8 @@ cdef class Engine:
     cdef uint64_t wheel_ms        # start of the next wheel slot to expire
     cdef int32_t *wheel
     cdef char *scratch
-    cdef char *rbufs
-    cdef sockaddr_in *raddrs
-    cdef int *rlens
+    cdef char rbuf[600]           # one received datagram: ACKs are 4 bytes, ERRORs short
+    cdef sockaddr_in raddr
     cdef void *events
     cdef object on_done
     cdef list contents            # slot -> bytes snapshot being served, or None

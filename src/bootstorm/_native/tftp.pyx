@@ -9,7 +9,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset, strlen
-from libc.errno cimport errno
+from libc.errno cimport EMSGSIZE, errno
 from posix.unistd cimport close
 
 from bootstorm.errors import TftpError
@@ -53,8 +53,7 @@ cdef extern from "udpio.h" nogil:
     int udpio_probe_gso()
     int udpio_send_segments(int fd, const sockaddr_in *peer, char *buf, size_t seg_len,
                             int nseg, size_t last_len, int use_gso)
-    int udpio_recv_batch(int fd, char *bufs, size_t slot_len, int n, sockaddr_in *addrs,
-                         int *lens)
+    int udpio_recv(int fd, char *buf, size_t len, sockaddr_in *src)
 
 cdef extern from "fsopen.h" nogil:
     int fs_have_openat2()
@@ -78,8 +77,6 @@ cdef enum:
     TICK_MS = 10             # timer wheel resolution
     WHEEL_SLOTS = 512        # one rotation = 5.12 s; later deadlines go round again
     MAX_RTO_MS = 8000        # backoff cap: 1, 2, 4, 8, 8, ... seconds
-    RECV_BATCH = 16
-    RECV_SLOT = 600          # ACKs are 4 bytes; ERRORs carry a short message
     MAX_EVENTS = 256
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
 
@@ -283,12 +280,8 @@ cdef class Engine:
         self.contents = [None] * capacity
         self.wheel = <int32_t *>malloc(WHEEL_SLOTS * sizeof(int32_t))
         self.scratch = <char *>malloc(SCRATCH_LEN)
-        self.rbufs = <char *>malloc(RECV_BATCH * RECV_SLOT)
-        self.raddrs = <sockaddr_in *>calloc(RECV_BATCH, sizeof(sockaddr_in))
-        self.rlens = <int *>calloc(RECV_BATCH, sizeof(int))
         self.events = calloc(MAX_EVENTS, sizeof(epoll_event))
-        if not (self.xfers and self.wheel and self.scratch and self.rbufs and self.raddrs
-                and self.rlens and self.events):
+        if not (self.xfers and self.wheel and self.scratch and self.events):
             raise MemoryError()
         for i in range(WHEEL_SLOTS):
             self.wheel[i] = -1
@@ -310,9 +303,6 @@ cdef class Engine:
         free(self.xfers)
         free(self.wheel)
         free(self.scratch)
-        free(self.rbufs)
-        free(self.raddrs)
-        free(self.rlens)
         free(self.events)
 
     # -- Python-facing, per transfer or per tick
@@ -433,7 +423,7 @@ cdef class Engine:
     def poll(self):
         """Drain every ready transfer socket. Called when fileno() is readable."""
         cdef epoll_event *ev = <epoll_event *>self.events
-        cdef int n, i, j, got, rounds
+        cdef int n, i, got, rounds
         cdef int32_t slot
         cdef uint32_t gen
         cdef Xfer *x
@@ -449,15 +439,12 @@ cdef class Engine:
                 x = &self.xfers[slot]
                 if x.state == XFER_FREE or x.gen != gen:
                     continue  # ended earlier in this batch
-                # one datagram: a transfer has one ACK in flight; anything queued behind it
-                # (duplicates, strangers) keeps the socket ready for the next round
-                got = udpio_recv_batch(x.sock, self.rbufs, RECV_SLOT, 1,
-                                       self.raddrs, self.rlens)
-                for j in range(got):
-                    if x.state == XFER_FREE or x.gen != gen:
-                        break
-                    self.handle_datagram(slot, self.rbufs + j * RECV_SLOT, self.rlens[j],
-                                         &self.raddrs[j])
+                got = udpio_recv(x.sock, self.rbuf, sizeof(self.rbuf), &self.raddr)
+                if got == -EMSGSIZE:
+                    got = -1  # counted as malformed
+                elif got < 0:
+                    continue  # nothing after all, or an ICMP error surfacing: no datagram
+                self.handle_datagram(slot, self.rbuf, got, &self.raddr)
             if n < MAX_EVENTS:
                 return
 
