@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.side_by_side import build_loadgen
+from bench.tftp import build_tools
 
 MAX_SECONDS = 60
 
@@ -130,7 +130,7 @@ def run(loadgen, port, name, size, path, **kw):
 
 
 def main() -> int:
-    loadgen = build_loadgen()
+    loadgen = build_tools()["loadgen"]
     cases = [
         # name, file size, loadgen options, server faults, expected granted windowsize
         ("lock-step, exact multiple of blksize", 512 * 8, dict(blksize=512), {}, 1),
