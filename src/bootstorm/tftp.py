@@ -235,9 +235,8 @@ class TftpServer:
             self._tick_handle = self._loop.call_later(TICK_S, self._tick)
 
     def _transfer_socket(self, local_ip: str, window_bytes: int) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
-            sock.setblocking(False)
             if 2 * window_bytes > DEFAULT_SNDBUF:
                 # room for a whole window in the send buffer (SO_SNDBUFFORCE needs root)
                 try:
