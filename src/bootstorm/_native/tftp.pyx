@@ -445,8 +445,6 @@ cdef class Engine:
                 elif got < 0:
                     continue  # nothing after all, or an ICMP error surfacing: no datagram
                 self.handle_datagram(slot, self.rbuf, got, &self.raddr)
-            if n < MAX_EVENTS:
-                return
 
     def tick(self):
         """Expire due retransmission timers. Called periodically (every TICK_MS)."""
