@@ -7,6 +7,9 @@ import time
 import msgspec
 
 _json = msgspec.json.Encoder()
+# held lines leave in writes of at most this many bytes: POSIX keeps a pipe write this small
+# in one piece, so lines of several processes sharing stderr (--workers) never interleave
+HELD_WRITE_MAX = 4096
 
 
 class Log:
@@ -18,6 +21,8 @@ class Log:
         self.line_buffered = bool(getattr(self.stream, "line_buffering", False))
         self._second = -1
         self._stamp = ""
+        self._held: list[str] | None = None  # lines kept between hold() and release()
+        self._held_size = 0
 
     def _timestamp(self) -> str:
         now = int(time.time())
@@ -36,7 +41,42 @@ class Log:
             line = f"{self._timestamp()} {event} {message}" if message else f"{self._timestamp()} {event}"
             for key, value in fields.items():
                 line += f" {key}={value}"
-        self.stream.write(line + "\n")
+        self._emit(line + "\n")
+
+    def text(self, body: str) -> None:
+        """A text-format line whose body ("event message key=value ...") the caller formatted
+        as event() would: one f-string instead of keyword arguments, for a line per packet.
+        Only for text logs (`not self.json`)."""
+        self._emit(f"{self._timestamp()} {body}\n")
+
+    def _emit(self, line: str) -> None:
+        if self._held is None:
+            self._write(line)
+            return
+        if self._held_size + len(line) > HELD_WRITE_MAX:
+            self._write_held()
+        self._held.append(line)
+        self._held_size += len(line)
+
+    def hold(self) -> None:
+        """Keep lines until release(): a handler that answers a burst of packets makes one
+        write system call for the burst instead of one per line (ProxyDHCP: one per reply)."""
+        if self._held is None:
+            self._held, self._held_size = [], 0
+
+    def release(self) -> None:
+        """Write the lines kept since hold(); call it before the handler returns (finally:)."""
+        if self._held is not None:
+            self._write_held()
+            self._held = None
+
+    def _write_held(self) -> None:
+        if self._held:
+            self._write("".join(self._held))
+            self._held, self._held_size = [], 0
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
         if not self.line_buffered:  # sys.stderr flushes each line by itself
             self.stream.flush()
 

