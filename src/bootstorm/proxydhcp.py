@@ -51,6 +51,9 @@ class ProxyDhcpServer:
         self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0}
         self.netmasks: dict[int, bytes | None] = {}
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
+        # up to PACKETS_PER_WAKEUP datagrams per wake-up in one system call, for each socket
+        self.receivers = [dhcp.Receiver(s.fileno(), PACKETS_PER_WAKEUP, udp.MAX_DATAGRAM)
+                          for s in self.sockets]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_malformed = RateLimited(log, "dhcp-malformed", MALFORMED_LOG_PER_SECOND)
 
@@ -101,15 +104,13 @@ class ProxyDhcpServer:
 
     def _drain(self, sock: socket.socket) -> None:
         on_pxe_port = sock is self.sockets[1]
-        for _ in range(PACKETS_PER_WAKEUP):
-            try:
-                data, src, ifindex, local = udp.receive(sock)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.log.event("dhcp-socket-error", str(exc))
-                return
-            self.counters["received"] += 1
+        try:
+            batch = self.receivers[on_pxe_port].receive()
+        except OSError as exc:
+            self.log.event("dhcp-socket-error", str(exc))
+            return
+        self.counters["received"] += len(batch)
+        for data, src, ifindex, local in batch:
             try:
                 self._handle(sock, data, src, ifindex, local, on_pxe_port)
             except DhcpError as exc:

@@ -8,10 +8,12 @@ the codec under test.
 from __future__ import annotations
 
 import random
+import socket
 import struct
 
 import pytest
 
+from bootstorm import udp
 from bootstorm._native import dhcp
 from bootstorm.errors import DhcpError
 
@@ -233,3 +235,53 @@ def test_build_refuses_fields_that_do_not_fit():
     with pytest.raises(ValueError):
         dhcp.build(req, 2, sname=b"x" * 64)
     assert dhcp.parse(dhcp.build(req, 2, file=b"x" * 127)).file == b"x" * 127
+
+
+# -- Receiver: the datagrams waiting on a socket, by one recvmmsg
+
+@pytest.fixture
+def udp_pair():
+    server = udp.listening_socket("127.0.0.1", 0)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    yield server, client
+    server.close()
+    client.close()
+
+
+def test_receiver_returns_each_datagram_with_source_interface_and_local_address(udp_pair):
+    server, client = udp_pair
+    r = dhcp.Receiver(server.fileno())
+    sent = [bytes([i]) * (100 + i) for i in range(3)]
+    for d in sent:
+        client.sendto(d, server.getsockname())
+    got = r.receive()
+    assert [g[0] for g in got] == sent
+    assert {g[1] for g in got} == {client.getsockname()}
+    assert {g[2] for g in got} == {socket.if_nametoindex("lo")}
+    assert {g[3] for g in got} == {socket.inet_aton("127.0.0.1")}
+    assert r.receive() == []  # nothing waits: no exception
+
+
+def test_receiver_takes_at_most_its_slots_and_cuts_long_datagrams(udp_pair):
+    server, client = udp_pair
+    r = dhcp.Receiver(server.fileno(), 2, 64)
+    for i in range(5):
+        client.sendto(bytes([i]) * 100, server.getsockname())
+    batches = [r.receive() for _ in range(4)]
+    assert [len(b) for b in batches] == [2, 2, 1, 0]
+    assert [g[0] for b in batches for g in b] == [bytes([i]) * 64 for i in range(5)]
+
+
+def test_receiver_without_pktinfo_and_on_a_bad_descriptor():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.sendto(b"x", s.getsockname())
+    r = dhcp.Receiver(s.fileno())
+    [(data, _src, ifindex, local)] = r.receive()
+    assert (data, ifindex, local) == (b"x", 0, b"\0\0\0\0")
+    s.close()
+    with pytest.raises(OSError):
+        r.receive()
+    with pytest.raises(ValueError):
+        dhcp.Receiver(0, 0)

@@ -47,3 +47,9 @@ def build(request: Packet, op: int, *, ciaddr: bytes = ..., yiaddr: bytes = ...,
           flags: int = ..., sname: bytes = ..., file: bytes = ...,
           options: list[tuple[int, bytes]] | None = ...) -> bytes:
     """A reply to `request`, padded to 300 bytes (RFC 1542)."""
+
+class Receiver:
+    """The datagrams waiting on one socket bound with IP_PKTINFO, read by one recvmmsg."""
+    def __init__(self, fd: int, slots: int = 64, size: int = 2048) -> None: ...
+    def receive(self) -> list[tuple[bytes, tuple[str, int], int, bytes]]:
+        """[(data, (host, port), ifindex, local address)] waiting now; [] when none."""

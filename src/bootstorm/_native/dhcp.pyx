@@ -3,11 +3,59 @@
 # ProxyDHCP is control plane: a few packets per booting client. A request is checked
 # once at its edge and decoded into a Packet; replies are built from a list of options.
 
-from libc.stdint cimport uint8_t, uint32_t
-from libc.string cimport memchr, memcpy
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdio cimport snprintf
+from libc.string cimport memchr, memcpy, memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_SetFromErrno
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_DecodeASCII
 
 from bootstorm.errors import DhcpError
+
+cdef extern from "sys/uio.h" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "sys/socket.h" nogil:
+    ctypedef unsigned int socklen_t
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    cmsghdr *CMSG_FIRSTHDR(msghdr *msg)
+    cmsghdr *CMSG_NXTHDR(msghdr *msg, cmsghdr *cmsg)
+    unsigned char *CMSG_DATA(cmsghdr *cmsg)
+    size_t CMSG_SPACE(size_t length)
+    enum: MSG_DONTWAIT
+    int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout)
+
+cdef extern from "netinet/in.h" nogil:
+    struct in_addr:
+        uint32_t s_addr
+    struct sockaddr_in:
+        uint16_t sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    struct in_pktinfo:
+        int ipi_ifindex
+        in_addr ipi_spec_dst    # the local address the datagram came to
+        in_addr ipi_addr
+    enum: IPPROTO_IP, IP_PKTINFO
+    uint16_t ntohs(uint16_t n)
 
 cdef enum:
     BOOTP_HEADER_LEN = 236     # RFC 2131 section 2, up to `file`
@@ -264,3 +312,91 @@ def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yi
             i += chunk
     p[0] = <char>OPT_END
     return bytes(out)
+
+
+cdef class Receiver:
+    """The datagrams waiting on one socket bound with IP_PKTINFO (udp.listening_socket), read
+    by one recvmmsg: a storm's requests arrive in bursts, and an empty socket costs neither
+    a second system call nor an exception. Buffers are allocated once."""
+
+    cdef int fd
+    cdef unsigned int slots
+    cdef size_t size
+    cdef char *data
+    cdef char *control
+    cdef size_t control_size
+    cdef mmsghdr *msgs
+    cdef iovec *iov
+    cdef sockaddr_in *sources
+
+    def __cinit__(self, int fd, unsigned int slots=64, size_t size=2048):
+        if slots == 0 or size == 0:
+            raise ValueError("a Receiver needs at least one slot of at least one byte")
+        self.fd = fd
+        self.slots = slots
+        self.size = size
+        self.control_size = CMSG_SPACE(sizeof(in_pktinfo))
+        self.data = <char *>PyMem_Malloc(slots * size)
+        self.control = <char *>PyMem_Malloc(slots * self.control_size)
+        self.msgs = <mmsghdr *>PyMem_Malloc(slots * sizeof(mmsghdr))
+        self.iov = <iovec *>PyMem_Malloc(slots * sizeof(iovec))
+        self.sources = <sockaddr_in *>PyMem_Malloc(slots * sizeof(sockaddr_in))
+        if not (self.data and self.control and self.msgs and self.iov and self.sources):
+            raise MemoryError()
+        memset(self.msgs, 0, slots * sizeof(mmsghdr))
+        cdef unsigned int i
+        for i in range(slots):
+            self.iov[i].iov_base = self.data + i * size
+            self.iov[i].iov_len = size
+            self.msgs[i].msg_hdr.msg_iov = &self.iov[i]
+            self.msgs[i].msg_hdr.msg_iovlen = 1
+            self.msgs[i].msg_hdr.msg_name = &self.sources[i]
+            self.msgs[i].msg_hdr.msg_control = self.control + i * self.control_size
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+        PyMem_Free(self.control)
+        PyMem_Free(self.msgs)
+        PyMem_Free(self.iov)
+        PyMem_Free(self.sources)
+
+    def receive(self):
+        """[(data, (host, port), ifindex, local address as 4 bytes)] of the datagrams waiting,
+        at most `slots`; [] when none waits. A longer datagram arrives cut to `size` bytes;
+        without IP_PKTINFO, ifindex is 0 and local 0.0.0.0. OSError on a socket error."""
+        cdef unsigned int i
+        cdef int n
+        cdef msghdr *h
+        cdef cmsghdr *c
+        cdef in_pktinfo *info
+        cdef const uint8_t *a
+        cdef char host[16]
+        cdef int host_len, ifindex
+        cdef uint32_t local
+        for i in range(self.slots):  # the kernel writes back the lengths and flags it used
+            h = &self.msgs[i].msg_hdr
+            h.msg_namelen = sizeof(sockaddr_in)
+            h.msg_controllen = self.control_size
+            h.msg_flags = 0
+        n = recvmmsg(self.fd, self.msgs, self.slots, MSG_DONTWAIT, NULL)
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:  # EWOULDBLOCK is EAGAIN on Linux
+                return []
+            PyErr_SetFromErrno(OSError)
+        out = []
+        for i in range(<unsigned int>n):
+            h = &self.msgs[i].msg_hdr
+            ifindex, local = 0, 0
+            c = CMSG_FIRSTHDR(h)
+            while c != NULL:
+                if c.cmsg_level == IPPROTO_IP and c.cmsg_type == IP_PKTINFO:
+                    info = <in_pktinfo *>CMSG_DATA(c)
+                    ifindex, local = info.ipi_ifindex, info.ipi_spec_dst.s_addr
+                    break
+                c = CMSG_NXTHDR(h, c)
+            a = <const uint8_t *>&self.sources[i].sin_addr.s_addr
+            host_len = snprintf(host, sizeof(host), "%u.%u.%u.%u", a[0], a[1], a[2], a[3])
+            out.append((PyBytes_FromStringAndSize(self.data + i * self.size, self.msgs[i].msg_len),
+                        (PyUnicode_DecodeASCII(host, host_len, NULL), ntohs(self.sources[i].sin_port)),
+                        ifindex, PyBytes_FromStringAndSize(<const char *>&local, 4)))
+        return out
