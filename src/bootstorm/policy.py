@@ -26,6 +26,7 @@ DISCOVERY_NO_MCAST_BCAST = 3  # PXE 2.1: no multicast or broadcast discovery: us
 DISCOVERY_BCAST_ALLOWED = 2
 DISCOVERY_USE_FILE = 8  # no menu: boot the file in the reply
 OPTION43_CACHE_MAX = 4096
+KINDS_MAX = 4096  # replies kept per kind of client
 MENU_MAX = 253  # option 43 holds 255 bytes; each sub-option takes 2
 HTTP_CLIENT = "HTTPClient"
 ZERO = b"\0\0\0\0"
@@ -48,6 +49,30 @@ class Answer:
     sname: bytes = b""
     file: bytes = b""
     options: list = field(default_factory=list)
+
+
+@dataclass
+class _Kind:
+    """The reply every client of one kind gets (Policy.answer's key), without the request's
+    own facts: its flags are ORed with `flags`, its ciaddr echoed when `echo_ciaddr`, its
+    UUID (option 97) put between `head` and `tail`."""
+
+    message_type: int
+    flags: int = 0
+    echo_ciaddr: bool = False
+    siaddr: bytes = ZERO
+    sname: bytes = b""
+    file: bytes = b""
+    head: list = field(default_factory=list)
+    tail: list = field(default_factory=list)
+
+    def answer(self, flags: int, ciaddr: bytes, uuid: bytes | None) -> Answer:
+        options = self.head + [(OPT_UUID, uuid)] + self.tail if uuid else self.head + self.tail
+        return Answer(self.message_type, flags | self.flags, ciaddr if self.echo_ciaddr else ZERO, ZERO,
+                      self.siaddr, self.sname, self.file, options)
+
+
+_UNSEEN = object()
 
 
 def _ip_int(text: str) -> int:
@@ -104,13 +129,16 @@ class Policy:
         self.vendors = list(config.vendor_classes)
         if config.http_boot and HTTP_CLIENT not in self.vendors:
             self.vendors.append(HTTP_CLIENT)  # beyond dnsmasq: UEFI HTTP Boot
+        self.vendor_prefixes = [(v.encode(), v) for v in self.vendors]
         self.hosts = {name: socket.inet_aton(addr) for name, addr in config.hosts.items()}
         self.rules = [(r, self._compile_rule(r)) for r in config.rules]
         # (network, netmask or None for the interface's, range) as 32-bit integers
         self.ranges = [(_ip_int(r.network), _ip_int(r.netmask) if r.netmask else None, r)
                        for r in config.ranges]
+        self.range_tags = any(r.set for r in config.ranges)  # else a client's range adds no tag
         self.services = self._number_services(config.services)
         self.option43: dict[tuple, bytes] = {}  # (arch, tags, local address) -> option 43
+        self.kinds: dict[tuple, _Kind | None] = {}  # answer()'s facts -> reply, or None (silence)
         # dnsmasq answers PXE only once a pxe-service or pxe-prompt exists
         self.enabled = bool(config.services or config.prompts)
 
@@ -149,8 +177,8 @@ class Policy:
 
     def vendor_of(self, pkt) -> str | None:
         vc = pkt.options.get(OPT_VENDOR_CLASS, b"")
-        for v in self.vendors:
-            if vc.startswith(v.encode()):
+        for prefix, v in self.vendor_prefixes:
+            if vc.startswith(prefix):
                 return v
         return None
 
@@ -198,32 +226,57 @@ class Policy:
         if vendor is None:
             return None
         mtype = pkt.message_type
-        subnet_addr = pkt.giaddr if pkt.giaddr != ZERO else local
-        rng = self.find_range(subnet_addr, None if pkt.giaddr != ZERO else local_netmask)
+        giaddr = pkt.giaddr
+        relayed = giaddr != ZERO
+        uuid = pkt.uuid
+        if uuid is not None and len(uuid) != 17:
+            uuid = None
         # dnsmasq adds a range's set: tag only when it builds the proxy answer (option_filter);
         # dhcp-ignore and the boot-server ACK see the tags without it (rfc2131.c tagif_netid)
         base_tags = self.tags_of(pkt, None)
-        tags = self.tags_of(pkt, rng.set) if rng is not None and rng.set else base_tags
+        if vendor != HTTP_CLIENT:
+            item = pkt.boot_item  # read from every PXE request: a malformed option 43 is refused
+            if item is not None and mtype in (REQUEST, INFORM):  # the client's address picks the range
+                if any(_tags_match(t, base_tags) for t in self.config.ignore):
+                    return None
+                misc = [(OPT_VENDOR_CLASS, vendor.encode())] + ([(OPT_UUID, uuid)] if uuid else [])
+                return self._boot_server_ack(pkt, item, base_tags, local, misc, local_netmask)
+        subnet_addr, netmask = (giaddr, None) if relayed else (local, local_netmask)
+        tags = base_tags
+        if self.range_tags:  # the range is a fact of the key (its subnet): found here only for its tag
+            rng = self.find_range(subnet_addr, netmask)
+            if rng is not None and rng.set:
+                tags = self.tags_of(pkt, rng.set)
+        ciaddr = pkt.ciaddr
+        # every fact the reply depends on but the client's flags, ciaddr and UUID: a storm's
+        # clients of one kind share one entry, whatever their MACs (the tags carry the rules')
+        base_key = frozenset(base_tags)
+        key = (vendor, mtype, pkt.arch, ciaddr == ZERO, on_pxe_port, local, subnet_addr, netmask,
+               base_key, base_key if tags is base_tags else frozenset(tags))
+        kind = self.kinds.get(key, _UNSEEN)
+        if kind is _UNSEEN:
+            if len(self.kinds) >= KINDS_MAX:  # arch numbers and relays are the clients' to pick
+                self.kinds.clear()
+            kind = self.kinds[key] = self._kind(vendor, mtype, key[2], key[3], on_pxe_port, local,
+                                                self.find_range(subnet_addr, netmask), base_tags, tags)
+        return None if kind is None else kind.answer(pkt.flags, ciaddr, uuid)
+
+    def _kind(self, vendor, mtype, arch, no_ciaddr, on_pxe_port, local, rng, base_tags, tags):
+        """The reply for one kind of client (the facts answer() keys it by), or None for silence.
+        Reads no packet: what it returns holds for every client with the same facts."""
         ignore = any(_tags_match(t, base_tags) for t in self.config.ignore)
-        uuid = pkt.uuid if pkt.uuid is not None and len(pkt.uuid) == 17 else None
-        misc = [(OPT_VENDOR_CLASS, vendor.encode())] + ([(OPT_UUID, uuid)] if uuid else [])
+        head = [(OPT_VENDOR_CLASS, vendor.encode())]  # then the UUID, then the rest
         if vendor == HTTP_CLIENT:
-            return None if ignore or mtype != DISCOVER else self._http_boot(pkt, tags, local, misc)
-
-        item = pkt.boot_item
-        if mtype in (REQUEST, INFORM) and item is not None:
-            return None if ignore else self._boot_server_ack(pkt, item, base_tags, local, misc, local_netmask)
-
-        arch = pkt.arch
+            return None if ignore or mtype != DISCOVER else self._http_boot(tags, local, head)
         if arch < 0 or not (mtype == DISCOVER or (on_pxe_port and mtype == REQUEST)):
             return None
         if rng is None or not _tags_match(rng.tags, tags) or ignore:
             return None
-        a = Answer(OFFER if mtype == DISCOVER else ACK, pkt.flags)
-        if mtype == DISCOVER or pkt.ciaddr == ZERO:
-            a.flags |= BROADCAST_FLAG
+        a = _Kind(OFFER if mtype == DISCOVER else ACK)
+        if mtype == DISCOVER or no_ciaddr:
+            a.flags = BROADCAST_FLAG
         else:
-            a.ciaddr = pkt.ciaddr
+            a.echo_ciaddr = True
         redirect = arch >= FIRST_EFI_ARCH
         if redirect:  # UEFI clients ask again on port 4011
             a.siaddr = local
@@ -248,18 +301,18 @@ class Policy:
                     a.file = boot.file.encode()
                     if a.siaddr == ZERO:
                         a.siaddr = local  # beyond dnsmasq: else iPXE ends in "Nothing to boot"
-        a.options = [(53, bytes((a.message_type,))), (OPT_SERVER_ID, local)] + misc
+        a.head = [(53, bytes((a.message_type,))), (OPT_SERVER_ID, local)] + head
         if (on_pxe_port and single is None) or not redirect:
-            a.options.append((OPT_VENDOR_SPECIFIC, self._pxe_options(arch, tags, local)))
+            a.tail = [(OPT_VENDOR_SPECIFIC, self._pxe_options(arch, tags, local))]
         return a
 
-    def _http_boot(self, pkt, tags, local, misc):
+    def _http_boot(self, tags, local, head):
         """beyond dnsmasq: UEFI HTTP Boot takes a URL in `file`, no menu, no port 4011."""
         boot = self.find_boot(tags)
         if boot is None or not boot.file:
             return None
-        a = Answer(OFFER, pkt.flags | BROADCAST_FLAG, file=boot.file.encode())
-        a.options = [(53, bytes((OFFER,))), (OPT_SERVER_ID, local)] + misc
+        a = _Kind(OFFER, flags=BROADCAST_FLAG, file=boot.file.encode())
+        a.head = [(53, bytes((OFFER,))), (OPT_SERVER_ID, local)] + head
         return a
 
     def _boot_server_ack(self, pkt, item, tags, local, misc, local_netmask):

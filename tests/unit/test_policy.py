@@ -326,3 +326,45 @@ def test_boot_server_ack_and_ignore_do_not_see_the_range_tag():
     assert b"Local boot" in opts(offer)[43]
     ack = answer(cfg, packet(mtype=3, ciaddr=bytes((10, 213, 0, 50)), item=(0x8000, 0)), pxe_port=True)
     assert ack.file == b"pxelinux.0" and b"Local boot" not in opts(ack)[43]
+
+
+# ---------------------------------------------------------------- one reply per kind of client
+def test_a_shared_policy_answers_as_a_fresh_one():
+    """Policy.answer keeps one reply per kind of client and adds each request's own flags,
+    ciaddr and UUID: across configs with every kind of rule, a policy that has answered
+    thousands of clients answers each exactly as a policy that never saw one."""
+    import random
+    rnd = random.Random(4578)
+    configs = [
+        MENU,
+        DhcpConfig(ranges=[ProxyRange(network="10.213.0.0", set="local"), ProxyRange(network="10.9.0.0", tags=["far"])],
+                   services=MENU.services, prompts=[PxePrompt(text="L", timeout=2, tags=["local"]), PxePrompt(text="P")],
+                   rules=[TagRule(set="t", mac="52:54:00:*:*:01"), TagRule(set="far", user_class="iPXE"),
+                          TagRule(set="both", tags=["local", "t"]), TagRule(set="o", option=175, value="16"),
+                          TagRule(set="r", vendor_class="Arch:00007")],
+                   boot=[BootFile(file="ipxe-script", tags=["far"]), BootFile(file="both", tags=["both"], server="10.213.0.9"),
+                         BootFile(file="http://10.213.0.1/x.efi", tags=["r"]), BootFile(file="plain")],
+                   ignore=[["t", "o"]], hosts={"tftp1": "10.213.0.7"}),
+        DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="P")], rules=[TagRule(set="x", arch=[0, 16])],
+                   services=[PxeService(arch=7, menu="one", file="ipxe", server_name="tftp1")],
+                   boot=[BootFile(file="http://x/y", tags=["x"]), BootFile(file="z", server_name="tftp1")],
+                   hosts={"tftp1": "10.213.0.7"}),
+    ]
+    relay = bytes([10, 9, 0, 254])
+    for cfg in configs:
+        shared = Policy(cfg)
+        for _ in range(3000):
+            arch = rnd.choice([0, 6, 7, 9, 11, 16])
+            pkt = packet(
+                arch, mtype=rnd.choice([DISCOVER, DISCOVER, REQUEST, INFORM]),
+                vendor=rnd.choice([None, None, f"HTTPClient:Arch:{arch:05d}", "MSFT 5.0"]),
+                user_class=rnd.choice([None, b"iPXE", b"\x04gold"]), opt175=rnd.random() < 0.3,
+                mac=bytes([0x52, 0x54, 0, rnd.randrange(256), rnd.randrange(256), rnd.choice([1, 2])]),
+                ciaddr=rnd.choice([ZERO, CLI, bytes([10, 9, 0, 7])]), giaddr=rnd.choice([ZERO, ZERO, relay]),
+                item=rnd.choice([None, None, (0x8000, 0), (0x8002, 1)]),
+                uuid=rnd.choice([UUID, None, b"\x00" + rnd.randbytes(16), b"short"]),
+                flags=rnd.choice([0, 0x8000, 0x0001]))
+            kw = dict(on_pxe_port=rnd.random() < 0.5, local=rnd.choice([LOCAL, bytes([10, 9, 0, 1])]),
+                      local_netmask=rnd.choice([MASK, None]))
+            assert shared.answer(pkt, **kw) == Policy(cfg).answer(pkt, **kw)
+        assert 0 < len(shared.kinds) < 3000
