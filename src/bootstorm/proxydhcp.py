@@ -49,7 +49,7 @@ class ProxyDhcpServer:
         self.log_dhcp = log_dhcp
         self.policy = Policy(config)
         self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0}
-        self.netmasks: dict[int, bytes | None] = {}
+        self.interfaces: dict[int, tuple[str, bytes | None] | None] = {}  # ifindex -> _interface()
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
         # up to PACKETS_PER_WAKEUP datagrams per wake-up in one system call, for each socket
         self.receivers = [dhcp.Receiver(s.fileno(), PACKETS_PER_WAKEUP, udp.MAX_DATAGRAM)
@@ -81,18 +81,21 @@ class ProxyDhcpServer:
                 self._loop.remove_reader(s.fileno())
             s.close()
 
-    def _interface_ok(self, ifindex: int) -> str | None:
-        """The interface's name when requests from it are answered, else None."""
+    def _interface(self, ifindex: int) -> tuple[str, bytes | None] | None:
+        """(name, netmask) of the interface a request came in on when its requests are
+        answered, else None: worked out once per interface (indexes are not reused)."""
+        try:
+            return self.interfaces[ifindex]
+        except KeyError:
+            pass
         name = udp.interface_name(ifindex)
         if name is None or (self.config.interfaces and name not in self.config.interfaces) \
                 or name in self.config.except_interfaces:
-            return None
-        return name
-
-    def _netmask(self, ifindex: int, name: str) -> bytes | None:
-        if ifindex not in self.netmasks:
-            self.netmasks[ifindex] = interface_netmask(name)
-        return self.netmasks[ifindex]
+            found = None
+        else:
+            found = (name, interface_netmask(name))
+        self.interfaces[ifindex] = found
+        return found
 
     def _on_readable(self, sock: socket.socket) -> None:
         # the lines of one wake-up leave in one write, before the handler returns
@@ -120,11 +123,11 @@ class ProxyDhcpServer:
 
     def _handle(self, sock, data, src, ifindex, local, on_pxe_port) -> None:
         pkt = dhcp.parse(data)
-        name = self._interface_ok(ifindex)
-        if name is None:
+        iface = self._interface(ifindex)
+        if iface is None:
             return
-        answer = self.policy.answer(pkt, on_pxe_port=on_pxe_port, local=local,
-                                    local_netmask=self._netmask(ifindex, name))
+        name, netmask = iface
+        answer = self.policy.answer(pkt, on_pxe_port=on_pxe_port, local=local, local_netmask=netmask)
         if answer is None:
             self.counters["ignored"] += 1
             return
@@ -167,10 +170,11 @@ class ProxyDhcpServer:
         return (socket.inet_ntoa(answer.yiaddr), CLIENT_PORT), 0
 
     def _send(self, sock, reply: bytes, dest, ifindex: int) -> None:
-        # a broadcast leaves by the interface the request came in on
-        anc = udp.out_of(ifindex) if ifindex else ()
         try:
-            sock.sendmsg([reply], anc, 0, dest)
+            if ifindex:  # a broadcast leaves by the interface the request came in on
+                sock.sendmsg([reply], udp.out_of(ifindex), 0, dest)
+            else:
+                sock.sendto(reply, dest)
         except OSError as exc:
             self.counters["send_errors"] += 1
             self.log.event("dhcp-send-error", str(exc), to=f"{dest[0]}:{dest[1]}")
