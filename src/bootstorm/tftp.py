@@ -122,7 +122,7 @@ class TftpServer:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         loop.add_reader(self.sock.fileno(), self._on_requests)
-        loop.add_reader(self.engine.fileno(), self.engine.poll)
+        loop.add_reader(self.engine.fileno(), self._poll)
 
     def close(self) -> None:
         if self._loop is not None:
@@ -137,9 +137,20 @@ class TftpServer:
             if fd >= 0:
                 os.close(fd)
 
+    def _poll(self) -> None:
+        self.log.hold()  # transfers that end in this wake-up: one write for their lines
+        try:
+            self.engine.poll()
+        finally:
+            self.log.release()
+
     def _tick(self) -> None:
         """Drive the engine's timer wheel while transfers run; an idle server sleeps."""
-        self.engine.tick()
+        self.log.hold()  # the transfers ended since the last tick: one write for their lines
+        try:
+            self.engine.tick()
+        finally:
+            self.log.release()
         if self.engine.active:
             self._tick_handle = self._loop.call_later(TICK_S, self._tick)
         else:
@@ -154,6 +165,13 @@ class TftpServer:
     # -- requests on :69
 
     def _on_requests(self) -> None:
+        self.log.hold()  # the lines of one wake-up leave in one write
+        try:
+            self._drain_requests()
+        finally:
+            self.log.release()
+
+    def _drain_requests(self) -> None:
         for _ in range(REQUESTS_PER_WAKEUP):
             try:
                 data, client, ifindex, local = udp.receive(self.sock)
