@@ -103,6 +103,37 @@ class PxePrompt(_Section):
     tags: list[str] = []
 
 
+# option 43 holds 255 bytes; a sub-option's code and length take 2 (dnsmasq's limit too)
+VENDOR_OPTION_MAX = 253
+
+
+class VendorOption(_Section):
+    """A sub-option added to option 43 of PXE replies (dnsmasq dhcp-option=vendor:CLASS,CODE,VALUE):
+    after the discovery control, prompt, boot servers and menu bootstorm builds, then after the
+    prompts, in list order. The value is the bytes of `hex` followed by those of `text`."""
+
+    code: int  # PXE 2.1 sub-option, 1..254 (6 discovery control, 10 prompt, ...)
+    hex: str = ""  # bytes as hex digits, colons allowed: "02", "0a:0b:0c"
+    text: str = ""  # UTF-8 text
+    vendor: str = ""  # sent only to clients whose option 60 contains this ("" = every client)
+    tags: list[str] = []
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.code <= 254:
+            raise ValueError(f"sub-option code {self.code}: must be 1..254 (0 is a pad, 255 the end)")
+        digits = self.hex.replace(":", "")
+        if len(digits) % 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise ValueError(f"hex {self.hex!r}: two hex digits per byte, colons allowed")
+        if len(self.value) > VENDOR_OPTION_MAX:
+            raise ValueError(f"sub-option {self.code}: {len(self.value)} bytes, at most "
+                             f"{VENDOR_OPTION_MAX} fit in option 43")
+
+    @property
+    def value(self) -> bytes:
+        return bytes.fromhex(self.hex.replace(":", "")) + self.text.encode()
+
+
+
 class BootFile(_Section):
     """Boot file in the reply's `file`/`siaddr`/`sname` (dnsmasq dhcp-boot)."""
 
@@ -133,6 +164,7 @@ class DhcpConfig(_Section):
     services: list[PxeService] = []
     prompts: list[PxePrompt] = []
     boot: list[BootFile] = []
+    vendor_options: list[VendorOption] = []  # extra option 43 sub-options (dhcp-option=vendor:)
     rules: list[TagRule] = []
     ignore: list[list[str]] = []  # clients carrying all tags of one entry get nothing
     reply_delay: float = 0.0

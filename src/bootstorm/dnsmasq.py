@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bootstorm.config import (BootFile, Config, DhcpConfig, ProxyRange, PxePrompt, PxeService,
-                              TagRule, TftpConfig)
+from bootstorm.config import (VENDOR_OPTION_MAX, BootFile, Config, DhcpConfig, ProxyRange, PxePrompt,
+                              PxeService, TagRule, TftpConfig, VendorOption)
 from bootstorm.errors import ConfigError
 
 DEFAULT_CONF_FILE = "/etc/dnsmasq.conf"  # read when no --conf-file is given, if it exists
@@ -161,6 +161,86 @@ def _split(s: str) -> list[str]:
     return [f.strip(" ") for f in s.split(",")]
 
 
+_LONG_MAX = (1 << 63) - 1  # strtol saturates here (dnsmasq's atoi on a 64-bit libc)
+_WIDTH_SUFFIX = {"b": 1, "s": 2, "i": 4}
+
+
+def option_value(value: str | None) -> tuple[bytes, bool]:
+    """The bytes of a dhcp-option value whose type dnsmasq does not know (every vendor: sub-option),
+    read as its option.c parse_dhcp_opt reads it, and whether they came from text.
+
+    The whole value decides: digits only (a `-` allowed) is a number, sent in 1, 2 or 4 bytes as it
+    needs, or as a last letter b, s, i says (`2b` = 02); colon-separated hex (`1:2a:ff`) is those
+    bytes (a group of several digits gives a byte per pair, the count is that of the groups);
+    digits and dots are IPv4 addresses, comma-separated, `/N` sending a prefix length and the
+    significant bytes; anything else (also anything quoted) is the text. ValueError for what dnsmasq
+    refuses: a malformed address. Quoted characters come hidden (scan_line) and count as text."""
+    if value is None:
+        return b"", False
+    is_addr = is_hex = is_dec = True
+    found_dig = False
+    digs = 1
+    width = 0
+    s = value
+    for i, c in enumerate(value):
+        if c == ",":
+            is_dec = is_hex = False
+        elif c == ":":
+            digs += 1
+            is_dec = is_addr = False
+        elif c == "/":
+            is_dec = is_hex = False
+            if i == 0:  # a leading / is a path
+                is_addr = False
+        elif c == ".":
+            is_dec = is_hex = False
+        elif c == "-":
+            is_hex = is_addr = False
+        elif c == " ":
+            is_dec = is_hex = False
+        elif "0" <= c <= "9":
+            found_dig = True
+        else:
+            is_addr = False
+            if is_dec and i == len(value) - 1 and c in _WIDTH_SUFFIX:
+                width, s = _WIDTH_SUFFIX[c], value[:-1]  # b s i: the number's width
+            else:
+                is_dec = False
+            if c not in "abcdefABCDEF":
+                is_hex = False
+    if not found_dig:
+        is_dec = is_addr = False
+    if is_hex and digs > 1:
+        out = bytearray()
+        for group in s.split(":"):  # each pair of digits a byte; as many bytes as groups
+            out += bytes(int(group[j:j + 2], 16) for j in range(0, len(group), 2))
+        return bytes(out[:digs]).ljust(digs, b"\0"), False
+    if is_dec:
+        m = re.match(r"-?[0-9]+", s)
+        number = max(-_LONG_MAX - 1, min(_LONG_MAX, int(m.group()))) if m else 0
+        number &= 0xFFFFFFFF  # stored in a C int
+        if not width:
+            width = 4 if number & 0xFFFF0000 else 2 if number & 0xFF00 else 1
+        return (number & ((1 << (8 * width)) - 1)).to_bytes(width, "big"), False
+    if is_addr:
+        out = bytearray()
+        for item in _split(s):
+            addr, slash, size = item.partition("/")
+            try:
+                packed = socket.inet_pton(socket.AF_INET, addr.rstrip(" "))
+            except OSError:
+                raise ValueError(f"bad IPv4 address {addr!r}") from None
+            if not slash:
+                out += packed
+            else:
+                m = re.match(r"\s*-?[0-9]+", size)
+                bits = int(m.group()) if m else 0
+                out.append(bits & 0xFF)
+                out += packed[:sum(1 for limit in (0, 8, 16, 24) if bits > limit)]
+        return bytes(out), False
+    return _unhide(s).encode("utf-8", "surrogateescape"), True  # s: a lone b/s/i is dropped
+
+
 def scan_line(raw: str) -> str:
     """One conf-file line as dnsmasq's read_file() sees it: quotes removed (their contents
     hidden from the parser), escapes done, white space folded, comments cut, ends trimmed.
@@ -247,6 +327,11 @@ class _Reader:
         self.ranges: list[ProxyRange] = []
         self.services: list[PxeService] = []
         self.prompts: list[PxePrompt] = []
+        # pxe-prompt and dhcp-option=vendor: lines as read, each with the dhcp-optsfile it came
+        # from (0: a conf file; n: the n-th dhcp-optsfile named), for dnsmasq's order in option 43
+        self.suboptions: list[tuple[int, PxePrompt | VendorOption]] = []
+        self.bank = 0
+        self.banks = 0
         self.boots: list[BootFile] = []
         self.match_rules: list[TagRule] = []
         self.tag_ifs: list[TagRule] = []
@@ -385,7 +470,12 @@ class _Reader:
         self.warnings.append(f"{where}: dhcp-hostsfile: read once at start (dnsmasq re-reads it on SIGHUP)")
 
     def opt_dhcp_optsfile(self, arg, where, name):
-        self.read_file(_unhide(arg), where, hard="dhcp-option")
+        self.banks += 1
+        self.bank = self.banks
+        try:
+            self.read_file(_unhide(arg), where, hard="dhcp-option")
+        finally:
+            self.bank = 0
         self.warnings.append(f"{where}: dhcp-optsfile: read once at start (dnsmasq re-reads it on SIGHUP)")
 
     def opt_keep_in_foreground(self, arg, where, name):
@@ -563,7 +653,9 @@ class _Reader:
         timeout = 255
         if len(f) > 1 and f[1].isdigit():
             timeout = int(f[1]) & 0xFF  # dnsmasq stores it in one byte
-        self.prompts.append(PxePrompt(text=_unhide(f[0]), timeout=timeout, tags=tags))
+        prompt = PxePrompt(text=_unhide(f[0]), timeout=timeout, tags=tags)
+        self.prompts.append(prompt)
+        self.suboptions.append((0, prompt))
 
     def opt_dhcp_boot(self, arg, where, name):
         tags, f = self._tags(_split(arg), where)
@@ -715,24 +807,39 @@ class _Reader:
         self.hosts.append(h)
 
     def _dhcp_option(self, arg, where, name):
-        fields = _split(arg)
+        """dnsmasq parse_dhcp_opt's prefix fields: tags, vendor:, encap:, then the option number.
+        -> (code, vendor, encap, value, tags); value is the rest of the line as written (None
+        when absent), commas and all: its meaning depends on all of it."""
         vendor = encap = None
         code = None
         tags = []
-        for i, f in enumerate(fields):
+        rest = arg
+        while rest is not None:
+            comma = rest.find(",")
+            f, rest = (rest, None) if comma < 0 else (rest[:comma].rstrip(" "), rest[comma + 1:].lstrip(" "))
             if f.isdigit():
                 code = int(f)
             elif f.startswith("option:"):
                 code = OPTION_NAMES.get(_unhide(f[7:]).lower())
                 if code is None:
                     raise self.error(where, name, f"unknown option name {_unhide(f[7:])!r}")
+                if vendor is not None:
+                    raise self.error(where, name, f"vendor:{vendor} with option:{_unhide(f[7:])}: give "
+                                     "the PXE sub-option's number (a name means a DHCP option, not a "
+                                     "sub-option of option 43)")
             elif f.startswith("option6:"):
+                if vendor is not None:
+                    raise self.error(where, name, "unsupported encapsulation for IPv6 option")
                 self.notes.append(f"{where}: {name}: DHCPv6 option; bootstorm serves IPv4 PXE only")
-                return
+                return None
             elif f.startswith("vendor:"):
+                if encap is not None:
+                    raise self.error(where, name, "inappropriate vendor:")
                 vendor = _unhide(f[7:])
                 continue
             elif f.startswith(("encap:", "vi-encap:")):
+                if vendor is not None:
+                    raise self.error(where, name, f"inappropriate {f.split(':')[0]}: after vendor:")
                 encap = f
                 continue
             else:
@@ -740,20 +847,17 @@ class _Reader:
                 tags.append(t)
                 self.referenced.setdefault(t.lstrip("!"), where)
                 continue
-            rest = fields[i + 1:]
-            break
-        else:
-            raise self.error(where, name, "bad dhcp-option")
-        return code, vendor, encap, rest, tags
+            return code, vendor, encap, rest, tags
+        raise self.error(where, name, "bad dhcp-option")
 
     def opt_dhcp_option(self, arg, where, name):
         parsed = self._dhcp_option(arg, where, name)
         if parsed is None:
             return
-        code, vendor, encap, rest, tags = parsed
+        code, vendor, encap, value, tags = parsed
         pxe = name == "dhcp-option-pxe"
         if vendor is not None:
-            self._vendor_option(tags, code, vendor, rest, where, name)
+            self._vendor_option(tags, code, vendor, value, where, name)
         elif pxe:
             raise self.error(where, name, f"option {code} in proxy replies: bootstorm sends only the "
                              "PXE options it builds (missing: [dhcp] options with code, value and tags); "
@@ -766,29 +870,35 @@ class _Reader:
     opt_dhcp_option_force = opt_dhcp_option
     opt_dhcp_option_pxe = opt_dhcp_option
 
-    def _vendor_option(self, tags, code, vendor, rest, where, name):
+    def _vendor_option(self, tags, code, vendor, value, where, name):
+        """dhcp-option=vendor:CLASS,CODE,VALUE: sub-option CODE of option 43, sent to PXE clients
+        whose option 60 contains CLASS (rfc2131.c match_vendor_opts), after dnsmasq's own
+        sub-options (pxe_opts). dhcp-option-force is the same here: proxy replies ignore 'force'."""
+        if not 1 <= code <= 254:
+            raise self.error(where, name, f"vendor:{vendor},{code}: PXE sub-option {code} does not exist "
+                             "(1..254; 0 is a pad and 255 the end of option 43, dnsmasq would send "
+                             "it and break the client's parse)")
+        try:
+            data, is_text = option_value(value)
+        except ValueError as exc:
+            raise self.error(where, name, str(exc)) from None
+        if len(data) > VENDOR_OPTION_MAX:
+            raise self.error(where, name, f"dhcp-option too long: {len(data)} bytes, a sub-option of "
+                             f"option 43 holds at most {VENDOR_OPTION_MAX}")
+        text = None
+        if is_text:
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                pass
+        opt = VendorOption(code=code, hex="" if text is not None else data.hex(":"), text=text or "",
+                           vendor=vendor, tags=tags)
+        self.suboptions.append((self.bank, opt))
         vendors = self.vendors or ["PXEClient"]
         samples = [f"{v}:Arch:{a:05d}:UNDI:003016" for v in vendors for a in range(12)]
-        if vendor and not any(vendor in s or s.startswith(vendor) or vendor.startswith(v)
-                              for s in samples for v in vendors):
-            self.notes.append(f"{where}: {name}: vendor:{vendor} matches no PXE client's vendor class; "
-                              "never sent by a proxy")
-            return
-        if code == 10 and len(rest) == 1:
-            raw = rest[0]
-            if _HEX_VALUE.match(raw) and "*" not in raw:
-                data = bytes(int(p, 16) for p in re.split("[:-]", raw))
-            else:
-                data = bytes(1) + _unhide(raw).encode("latin-1", "replace")  # dnsmasq: no timeout byte
-            if data:
-                self.prompts.append(PxePrompt(text=data[1:].decode("latin-1"), timeout=data[0], tags=tags))
-                self.warnings.append(f"{where}: {name}: vendor:{vendor},10 mapped to a pxe-prompt "
-                                     "(bootstorm sends it to every PXE vendor class)")
-                return
-        raise self.error(where, name, f"PXE sub-option {code} in option 43: bootstorm builds option 43 "
-                         "itself (sub-options 6, 8, 9 from pxe-service, 10 from pxe-prompt) and adds "
-                         "no others (missing: [dhcp] vendor sub-options); remove the line or express "
-                         "it with pxe-service/pxe-prompt")
+        if vendor and not any(vendor in s for s in samples):
+            self.notes.append(f"{where}: {name}: vendor:{vendor} is in no usual PXE client's vendor class "
+                              f"({samples[0]}, ...): sent only to a PXE client whose option 60 contains it")
 
     # TFTP
 
@@ -956,12 +1066,38 @@ class _Reader:
                 interfaces=list(dict.fromkeys(self.interfaces)),
                 except_interfaces=list(dict.fromkeys(self.except_interfaces)),
                 vendor_classes=vendors, http_boot=http_boot, ranges=self.ranges,
-                services=self.services,
-                # dnsmasq prepends prompts and dhcp-boot lines: among matching ones the last wins
-                prompts=self.prompts[::-1], boot=self.boots[::-1],
+                services=self.services, boot=self.boots[::-1],  # dnsmasq prepends: the last wins
+                **self._suboptions(),
                 rules=rules, ignore=ignore, reply_delay=delay, hosts=hosts)
         except (ValueError, msgspec.ValidationError) as exc:
             raise ConfigError(f"dhcp: {exc}") from None
+
+    def _suboptions(self) -> dict:
+        """prompts and vendor-options in the order dnsmasq sends them in option 43.
+
+        dnsmasq keeps pxe-prompt and dhcp-option lines in one list, each line put in front
+        (option.c), and reads the dhcp-optsfile files after every conf file, the last named
+        first (reread_dhcp): so the list runs from the first file named back to the conf's first
+        line, and every line that applies to a client goes into option 43 in that order
+        (rfc2131.c do_encap_opts). The native config sends its prompts first, then the
+        vendor-options: where a prompt must come after a vendor option, prompts go into
+        vendor-options as sub-option 10."""
+        read = [o for b, o in self.suboptions if b == 0]
+        for bank in range(self.banks, 0, -1):
+            read += [o for b, o in self.suboptions if b == bank]
+        order = read[::-1]
+        prompts = [o for o in order if isinstance(o, PxePrompt)]
+        vendor_options = [o for o in order if isinstance(o, VendorOption)]
+        if order[:len(prompts)] == prompts:
+            return {"prompts": prompts, "vendor_options": vendor_options}
+        if not self.services:  # the prompts must stay: they alone start PXE answers (as in dnsmasq)
+            self.warnings.append("pxe-prompt before a dhcp-option=vendor: line and no pxe-service: "
+                                 "bootstorm sends the prompt before that sub-option (dnsmasq after it)")
+            return {"prompts": prompts, "vendor_options": vendor_options}
+        return {"prompts": [], "vendor_options": [
+            o if isinstance(o, VendorOption) else
+            VendorOption(code=10, hex=f"{o.timeout & 0xFF:02x}", text=o.text, tags=list(o.tags))
+            for o in order]}
 
     def _hosts(self) -> dict[str, str]:
         """With DNS on (no port=0) dnsmasq resolves boot server names from /etc/hosts,
@@ -1132,7 +1268,7 @@ def to_toml(config: Config) -> str:
                 lines.append("")
                 lines.append(f"[[{path}.{k}]]")
                 for ik, iv in item.items():
-                    if iv is not None:
+                    if iv is not None and not (k == "vendor-options" and iv == "" and ik != "vendor"):
                         lines.append(f"{_toml_key(ik)} = {_toml_value(iv)}")
 
     for section in ("tftp", "dhcp"):
@@ -1176,26 +1312,35 @@ def _packet(mtype: int, arch: int, vendor: str, user_class: bytes | None, *, cia
 
 
 def _describe(a, local: bytes) -> dict:
-    from bootstorm._native import dhcp
-
     def addr(b):
         return "this server" if b == local else socket.inet_ntoa(b)
 
     d = {"file": a.file.rstrip(b"\0").decode("latin-1"), "siaddr": addr(a.siaddr) if a.siaddr != bytes(4) else "",
-         "sname": a.sname.rstrip(b"\0").decode("latin-1"), "menu": [], "prompt": None, "discovery": None}
-    for code, value in a.options:
-        if code != 43:
+         "sname": a.sname.rstrip(b"\0").decode("latin-1"), "menu": [], "prompt": None, "discovery": None,
+         "extra": []}
+    raw = b"".join(value for code, value in a.options if code == 43)  # RFC 3396: instances joined
+    subs, i = [], 0
+    while i + 1 < len(raw) and raw[i] != 255:
+        if raw[i] == 0:
+            i += 1
             continue
-        subs = dhcp.parse_suboptions(value)
-        if 6 in subs:
-            d["discovery"] = subs[6][0]
-        if 10 in subs:
-            d["prompt"] = (subs[10][0], subs[10][1:].decode("latin-1"))
-        m, i = subs.get(9, b""), 0
-        while i + 3 <= len(m):
-            t, n = int.from_bytes(m[i:i + 2], "big"), m[i + 2]
-            d["menu"].append((t, m[i + 3:i + 3 + n].decode("latin-1")))
-            i += 3 + n
+        subs.append((raw[i], raw[i + 2:i + 2 + raw[i + 1]]))
+        i += 2 + raw[i + 1]
+    seen = set()
+    for code, value in subs:
+        if code in seen or code not in (6, 8, 9, 10, 71):  # a configured (vendor:) sub-option
+            d["extra"].append((code, value))
+        elif code == 6 and value:
+            d["discovery"] = value[0]
+        elif code == 10 and value:
+            d["prompt"] = (value[0], value[1:].decode("latin-1"))
+        elif code == 9:
+            j = 0
+            while j + 3 <= len(value):
+                t, n = int.from_bytes(value[j:j + 2], "big"), value[j + 2]
+                d["menu"].append((t, value[j + 3:j + 3 + n].decode("latin-1")))
+                j += 3 + n
+        seen.add(code)
     return d
 
 
@@ -1210,6 +1355,10 @@ def _fmt(d: dict) -> list[str]:
         out.append(f"boot file {d['file']!r}" + (f" from {d['siaddr']}" if d["siaddr"] else ""))
     if d["sname"]:
         out.append(f"server name {d['sname']!r}")
+    if d["extra"]:
+        out.append("vendor sub-options " + ", ".join(
+            f"{c} = {v.decode()!r}" if v and v.isascii() and v.decode().isprintable() else f"{c} = {v.hex(':') or '(empty)'}"
+            for c, v in d["extra"]))
     return out
 
 
@@ -1229,7 +1378,7 @@ def report(config: Config, result: Result | None = None) -> tuple[str, list[str]
             lines.append("ProxyDHCP: silent to every client (no pxe-service or pxe-prompt: dnsmasq answers "
                          "no PXE client then either)")
         tags = set()
-        for coll in (dcfg.services, dcfg.prompts, dcfg.boot):
+        for coll in (dcfg.services, dcfg.prompts, dcfg.boot, dcfg.vendor_options):
             for x in coll:
                 tags |= {t.lstrip("!") for t in x.tags}
         for r in dcfg.ranges:

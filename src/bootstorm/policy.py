@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bootstorm._native import dhcp
 from bootstorm.config import DhcpConfig
 
 DISCOVER, OFFER, REQUEST, ACK, INFORM = 1, 2, 3, 5, 8
@@ -28,6 +27,7 @@ DISCOVERY_USE_FILE = 8  # no menu: boot the file in the reply
 OPTION43_CACHE_MAX = 4096
 KINDS_MAX = 4096  # replies kept per kind of client
 MENU_MAX = 253  # option 43 holds 255 bytes; each sub-option takes 2
+OPTION_MAX, OPT_END = 255, 255  # RFC 2132: an option's length byte; the end option
 HTTP_CLIENT = "HTTPClient"
 ZERO = b"\0\0\0\0"
 
@@ -137,7 +137,13 @@ class Policy:
                        for r in config.ranges]
         self.range_tags = any(r.set for r in config.ranges)  # else a client's range adds no tag
         self.services = self._number_services(config.services)
-        self.option43: dict[tuple, bytes] = {}  # (arch, tags, local address) -> option 43
+        self.option43: dict[tuple, list] = {}  # (arch, tags, local address, vendor matches) -> option 43
+        # option 43's configured sub-options in the order sent, prompts first (as dnsmasq keeps them
+        # in one list): (code, value, text the client's option 60 must contain or b"", tags)
+        self.suboptions = ([(SUB_PROMPT, bytes((p.timeout & 0xFF,)) + p.text.encode(), b"", p.tags)
+                            for p in config.prompts]
+                           + [(v.code, v.value, v.vendor.encode(), v.tags) for v in config.vendor_options])
+        self.vendor_specific = [i for i, sub in enumerate(self.suboptions) if sub[2]]
         self.kinds: dict[tuple, _Kind | None] = {}  # answer()'s facts -> reply, or None (silence)
         # dnsmasq answers PXE only once a pxe-service or pxe-prompt exists
         self.enabled = bool(config.services or config.prompts)
@@ -252,16 +258,17 @@ class Policy:
         # clients of one kind share one entry, whatever their MACs (the tags carry the rules')
         base_key = frozenset(base_tags)
         key = (vendor, mtype, pkt.arch, ciaddr == ZERO, on_pxe_port, local, subnet_addr, netmask,
-               base_key, base_key if tags is base_tags else frozenset(tags))
+               base_key, base_key if tags is base_tags else frozenset(tags),
+               self._vendor_matches(pkt) if self.vendor_specific else ())
         kind = self.kinds.get(key, _UNSEEN)
         if kind is _UNSEEN:
             if len(self.kinds) >= KINDS_MAX:  # arch numbers and relays are the clients' to pick
                 self.kinds.clear()
             kind = self.kinds[key] = self._kind(vendor, mtype, key[2], key[3], on_pxe_port, local,
-                                                self.find_range(subnet_addr, netmask), base_tags, tags)
+                                                self.find_range(subnet_addr, netmask), base_tags, tags, key[10])
         return None if kind is None else kind.answer(pkt.flags, ciaddr, uuid)
 
-    def _kind(self, vendor, mtype, arch, no_ciaddr, on_pxe_port, local, rng, base_tags, tags):
+    def _kind(self, vendor, mtype, arch, no_ciaddr, on_pxe_port, local, rng, base_tags, tags, matched):
         """The reply for one kind of client (the facts answer() keys it by), or None for silence.
         Reads no packet: what it returns holds for every client with the same facts."""
         ignore = any(_tags_match(t, base_tags) for t in self.config.ignore)
@@ -303,7 +310,7 @@ class Policy:
                         a.siaddr = local  # beyond dnsmasq: else iPXE ends in "Nothing to boot"
         a.head = [(53, bytes((a.message_type,))), (OPT_SERVER_ID, local)] + head
         if (on_pxe_port and single is None) or not redirect:
-            a.tail = [(OPT_VENDOR_SPECIFIC, self._pxe_options(arch, tags, local))]
+            a.tail = self._pxe_options(arch, tags, local, matched)
         return a
 
     def _http_boot(self, tags, local, head):
@@ -334,18 +341,24 @@ class Policy:
         else:
             a.siaddr = local
         a.file = (service.file if "." in service.file else f"{service.file}.{layer}").encode()
+        # the item echoed, then the configured sub-options (dnsmasq: no discovery control, no menu)
         subs = [(SUB_BOOT_ITEM, pkt.pxe_suboptions[SUB_BOOT_ITEM][:4])]
-        prompt = self._prompt(tags)
-        if prompt is not None:  # dnsmasq sends the configured prompt along
-            subs.append(prompt)
-        a.options = [(53, bytes((ACK,))), (OPT_SERVER_ID, local)] + misc + [
-            (OPT_VENDOR_SPECIFIC, dhcp.encode_suboptions(subs))]
+        subs += self._configured(tags, self._vendor_matches(pkt))
+        a.options = [(53, bytes((ACK,))), (OPT_SERVER_ID, local)] + misc + _encapsulate(subs)
         return a
 
-    def _prompt(self, tags):
-        """Sub-option 10 from the first configured prompt that fits the client's tags."""
-        p = next((p for p in self.config.prompts if _tags_match(p.tags, tags)), None)
-        return None if p is None else (SUB_PROMPT, bytes((p.timeout & 0xFF,)) + p.text.encode())
+    def _vendor_matches(self, pkt) -> tuple:
+        """Which vendor-specific sub-options the client's option 60 contains the text of,
+        anywhere in it (rfc2131.c match_vendor_opts): their indexes in self.suboptions."""
+        vc = pkt.options.get(OPT_VENDOR_CLASS, b"")
+        return tuple(i for i in self.vendor_specific if self.suboptions[i][2] in vc)
+
+    def _configured(self, tags, matched) -> list:
+        """The configured sub-options (prompts, vendor options) a client gets, in order: all
+        whose tags fit it and whose vendor text, if any, it matched. Every one, not the first:
+        dnsmasq sends each line that applies."""
+        return [(code, value) for i, (code, value, vendor, want) in enumerate(self.suboptions)
+                if (not vendor or i in matched) and _tags_match(want, tags)]
 
     def find_boot(self, tags):
         """dnsmasq find_boot: the first entry whose tags all match, preferring tagged ones."""
@@ -368,18 +381,20 @@ class Policy:
                 found = s
         return found
 
-    def _pxe_options(self, arch, tags, local) -> bytes:
-        """Option 43 for a PXE client: discovery control, boot servers, menu, prompt.
-        The same for every client of an architecture and tag set: built once."""
-        key = (arch, frozenset(tags), local)
+    def _pxe_options(self, arch, tags, local, matched=()) -> list:
+        """Option 43 for a PXE client: discovery control, prompt, boot servers, menu, then the
+        configured sub-options; [(43, bytes)], more than one when it exceeds 255 bytes.
+        The same for every client of an architecture, tag set and vendor match: built once."""
+        key = (arch, frozenset(tags), local, matched)
         built = self.option43.get(key)
         if built is None:
             if len(self.option43) >= OPTION43_CACHE_MAX:  # arch numbers are the client's to pick
                 self.option43.clear()
-            built = self.option43[key] = self._build_pxe_options(arch, tags, local)
+            built = self.option43[key] = self._build_pxe_options(arch, tags, local, matched)
         return built
 
-    def _build_pxe_options(self, arch, tags, local) -> bytes:
+    def _build_pxe_options(self, arch, tags, local, matched=()) -> list:
+        configured = self._configured(tags, matched)
         menu, servers, count = bytearray(), bytearray(), 0
         discovery = DISCOVERY_NO_MCAST_BCAST
         for s in self.services:
@@ -387,7 +402,7 @@ class Policy:
                 continue
             text = s.menu.encode()
             if len(menu) + len(text) + 3 >= MENU_MAX:
-                return dhcp.encode_suboptions([])  # dnsmasq: "PXE menu too large"
+                return _encapsulate(configured)  # dnsmasq: "PXE menu too large", its own ones left out
             menu += s.type.to_bytes(2, "big") + bytes((len(text),)) + text
             count += 1
             if s.file:
@@ -397,20 +412,43 @@ class Policy:
             else:
                 server = socket.inet_aton(s.server) if s.server else ZERO
             if server != ZERO:
+                if len(servers) + 3 + len(server) >= MENU_MAX:  # type, count, address
+                    return _encapsulate(configured)  # as the menu: too large
                 servers += s.type.to_bytes(2, "big") + b"\x01" + server
             elif s.type != 0:
                 discovery = DISCOVERY_BCAST_ALLOWED  # unknown server: let the client broadcast
-        prompt = self._prompt(tags)
         subs = []
         if count == 0:
             discovery = DISCOVERY_USE_FILE
         subs.append((SUB_DISCOVERY, bytes((discovery,))))
-        if prompt is None:  # dnsmasq's stand-in prompt: wait forever only if there is a choice
+        # dnsmasq's stand-in prompt unless a configured sub-option 10 applies (a pxe-prompt or a
+        # vendor one): wait forever only if there is a choice
+        if not any(code == SUB_PROMPT for code, _ in configured):
             subs.append((SUB_PROMPT, bytes((255 if count > 1 else 0,)) + b"PXE"))
         if count:
             if servers:
                 subs.append((SUB_SERVERS, bytes(servers)))
             subs.append((SUB_MENU, bytes(menu)))
-        if prompt is not None:
-            subs.append(prompt)
-        return dhcp.encode_suboptions(subs)
+        # then the configured ones, even a second 6 or 8 after dnsmasq's own (rfc2131.c pxe_opts)
+        return _encapsulate(subs + configured)
+
+
+def _encapsulate(subs) -> list:
+    """Sub-options -> option 43 instances as dnsmasq's do_encap_opts fills them: whole
+    sub-options, up to 255 bytes each, the end marker in the last; none at all for no
+    sub-options. Where dnsmasq would write a 256-byte instance (255 bytes and the end) the
+    end goes into an instance of its own (beyond dnsmasq: a length of 256 wraps to 0)."""
+    if not subs:
+        return []
+    chunks, chunk = [], b""
+    for code, value in subs:
+        item = bytes((code, len(value))) + value
+        if chunk and len(chunk) + len(item) > OPTION_MAX:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += item
+    if len(chunk) == OPTION_MAX:
+        chunks.append(chunk)
+        chunk = b""
+    chunks.append(chunk + bytes((OPT_END,)))
+    return [(OPT_VENDOR_SPECIFIC, c) for c in chunks]

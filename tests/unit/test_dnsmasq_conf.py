@@ -8,7 +8,7 @@ import pytest
 
 from bootstorm import cli, dnsmasq
 from bootstorm.config import (BootFile, Config, ProxyRange, PxePrompt, PxeService, TagRule,
-                              TftpConfig)
+                              TftpConfig, VendorOption)
 from bootstorm.errors import ConfigError
 
 HEAD = "port=0\ndhcp-range=192.168.1.0,proxy\n"
@@ -231,13 +231,125 @@ def test_dhcp_options(tmp_path):
                               "dhcp-option-force=tag:x,66,tftp\ndhcp-option=encap:175,1,5\n"
                               "dhcp-option=vendor:MSFT,2,1i\n")
     assert r.config.dhcp.services == [] and len(r.notes) == 5
-    assert all("no effect" in n or "never sent" in n for n in r.notes)
+    assert all("no effect" in n or "vendor:MSFT is in no usual PXE client" in n for n in r.notes)
+    assert r.config.dhcp.vendor_options == [VendorOption(code=2, hex="00:00:00:01", vendor="MSFT")]
+    # a vendor sub-option 10 is no pxe-prompt: it does not start PXE answers, it only stands in
+    # for dnsmasq's prompt (policy tests)
     d = dhcp(tmp_path, "dhcp-option=tag:x,vendor:PXEClient,10,05:48:69\n")
-    assert d.prompts == [PxePrompt(text="Hi", timeout=5, tags=["x"])]
-    e = error(tmp_path, HEAD + "dhcp-option=vendor:PXEClient,6,2b\n")
-    assert e.startswith(str(tmp_path / "pxe.conf") + ":3: dhcp-option: PXE sub-option 6 in option 43")
+    assert d.prompts == [] and d.vendor_options == [VendorOption(code=10, hex="05:48:69", vendor="PXEClient",
+                                                                 tags=["x"])]
     assert "dhcp-option-pxe: option 66 in proxy replies" in error(tmp_path, HEAD + "dhcp-option-pxe=66,x\n")
     assert "unknown option name" in error(tmp_path, HEAD + "dhcp-option=option:bogus,1\n")
+
+
+# -- dhcp-option=vendor:CLASS,CODE,VALUE: option 43 sub-options (option.c parse_dhcp_opt values)
+
+@pytest.mark.parametrize("value, want, text", [
+    ("2b", "02", False),  # a number with a width letter: b 1 byte, s 2, i 4
+    ("2s", "0002", False),
+    ("2i", "00000002", False),
+    ("300b", "2c", False),  # cut to the width
+    ("2", "02", False),  # a plain number: the bytes it needs
+    ("300", "012c", False),
+    ("70000", "00011170", False),
+    ("-1", "ffffffff", False),  # a C int
+    ("-2b", "fe", False),
+    ("5-3", "05", False),  # atoi stops at the '-'
+    ("99999999999", "4876e7ff", False),  # strtol's long, kept in an int: the low 32 bits
+    ("01:02:ff", "0102ff", False),  # hex bytes
+    ("1:a", "010a", False),
+    ("0102:03", "0102", False),  # as many bytes as groups: the 03 is dropped
+    ("01::02", "010200", False),  # an empty group counts, filled with zero
+    ("ab:", "ab00", False),
+    ("192.168.1.2", "c0a80102", False),
+    ("1.2.3.4, 5.6.7.8", "0102030405060708", False),
+    ("10.1.0.0/16", "100a01", False),  # prefix length, then its significant bytes
+    ("10.1.2.3/0", "00", False),
+    ("ab", "6162", True),  # text
+    ("2x", "3278", True),
+    ("a:g", "613a67", True),
+    ("/srv/tftp", "2f7372762f74667470", True),
+    ("1 x", "312078", True),
+    ("b", "", True),  # a lone width letter is dropped, leaving empty text
+    ("", "", True),
+    (None, "", False),  # no value: an empty sub-option
+])
+def test_vendor_option_values(value, want, text):
+    assert dnsmasq.option_value(value) == (bytes.fromhex(want), text)
+
+
+def test_vendor_option_quoted_value_is_text():
+    assert dnsmasq.option_value(H("2b")) == (b"2b", True)
+    assert dnsmasq.option_value(H("1.2.3.4")) == (b"1.2.3.4", True)
+    assert dnsmasq.option_value(H("a,b") + ", c") == (b"a,b, c", True)
+
+
+@pytest.mark.parametrize("value", ["1.2.3", "1.2.3.4.5", "256.1.1.1", "7/8", "1.2.3.4,", "1 2"])
+def test_vendor_option_bad_addresses_are_refused(tmp_path, value):
+    e = error(tmp_path, HEAD + f"dhcp-option=vendor:PXEClient,6,{value}\n")
+    assert e.startswith(str(tmp_path / "pxe.conf") + ":3: dhcp-option: bad IPv4 address")
+
+
+def test_vendor_options(tmp_path):
+    d = dhcp(tmp_path, 'pxe-service=x86PC,"Boot",pxelinux\n'
+                       "dhcp-option=vendor:PXEClient,6,2b\n"
+                       'dhcp-option = tag:a , vendor:PXEClient , 20 , "hello, world"\n'
+                       "dhcp-option-force=net:b,vendor:Arch:00000,21,1:2:3\n"
+                       "dhcp-option=vendor:,22\n")
+    # dnsmasq puts each line in front of the ones before it
+    assert d.vendor_options == [
+        VendorOption(code=22, vendor=""),
+        VendorOption(code=21, hex="01:02:03", vendor="Arch:00000", tags=["b"]),
+        VendorOption(code=20, text="hello, world", vendor="PXEClient", tags=["a"]),
+        VendorOption(code=6, hex="02", vendor="PXEClient"),
+    ]
+
+
+def test_vendor_options_and_prompts_in_dnsmasq_order(tmp_path):
+    # the vendor line before the prompt (Ubuntu LTSP): the prompt comes first, prompts stay prompts
+    d = dhcp(tmp_path, 'pxe-service=x86PC,"Boot",pxelinux\ndhcp-option=vendor:PXEClient,6,2b\n'
+                       'pxe-prompt="Press F8",3\n')
+    assert d.prompts == [PxePrompt(text="Press F8", timeout=3)]
+    assert d.vendor_options == [VendorOption(code=6, hex="02", vendor="PXEClient")]
+    # the prompt first: it must go after the vendor option, so it becomes a vendor option too
+    d = dhcp(tmp_path, 'pxe-service=x86PC,"Boot",pxelinux\npxe-prompt=tag:x,"Press F8",3\n'
+                       "dhcp-option=vendor:PXEClient,6,2b\n")
+    assert d.prompts == []
+    assert d.vendor_options == [VendorOption(code=6, hex="02", vendor="PXEClient"),
+                                VendorOption(code=10, hex="03", text="Press F8", tags=["x"])]
+
+
+def test_vendor_options_from_optsfiles_come_first(tmp_path):
+    (tmp_path / "a.opts").write_text("vendor:PXEClient,1,1\nvendor:PXEClient,2,2\n")
+    (tmp_path / "b.opts").write_text("vendor:PXEClient,3,3\n")
+    d = dhcp(tmp_path, f"dhcp-option=vendor:PXEClient,4,4\ndhcp-optsfile={tmp_path}/a.opts\n"
+                       f"dhcp-optsfile={tmp_path}/b.opts\ndhcp-option=vendor:PXEClient,5,5\n")
+    # dnsmasq reads the optsfiles after the conf, the last named first, each line put in front
+    assert [v.code for v in d.vendor_options] == [2, 1, 3, 5, 4]
+
+
+@pytest.mark.parametrize("line, why", [
+    ("dhcp-option=vendor:PXEClient,0,1", "PXE sub-option 0 does not exist"),
+    ("dhcp-option=vendor:PXEClient,255,1", "PXE sub-option 255 does not exist"),
+    ("dhcp-option=vendor:PXEClient,300,1", "PXE sub-option 300 does not exist"),
+    ("dhcp-option=vendor:PXEClient,6," + "x" * 254, "dhcp-option too long: 254 bytes"),
+    ("dhcp-option=vendor:PXEClient,option:router,1.2.3.4", "give the PXE sub-option's number"),
+    ("dhcp-option=vendor:PXEClient,option6:dns-server,::1", "unsupported encapsulation for IPv6 option"),
+    ("dhcp-option=vendor:PXEClient,encap:175,1,1", "inappropriate encap: after vendor:"),
+    ("dhcp-option=encap:175,vendor:PXEClient,1,1", "inappropriate vendor:"),
+    ("dhcp-option=vendor:PXEClient", "bad dhcp-option"),
+])
+def test_vendor_option_errors(tmp_path, line, why):
+    e = error(tmp_path, HEAD + line + "\n")
+    assert e.startswith(str(tmp_path / "pxe.conf") + ":3: dhcp-option: ") and why in e, e
+
+
+def test_vendor_options_convert_and_load_back(tmp_path):
+    r = load(tmp_path, HEAD + 'pxe-service=x86PC,"Boot",pxelinux\ndhcp-option=vendor:PXEClient,6,2b\n'
+                              'dhcp-option=tag:t,vendor:Arch:00000,20,"text"\n')
+    text = dnsmasq.to_toml(r.config)
+    assert '[[dhcp.vendor-options]]\ncode = 6\nhex = "02"\nvendor = "PXEClient"\ntags = []' in text
+    assert msgspec.toml.decode(text.encode(), type=Config) == r.config
 
 
 def test_dns_and_lease_options_are_noops(tmp_path):

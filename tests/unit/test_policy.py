@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from bootstorm._native import dhcp
-from bootstorm.config import BootFile, DhcpConfig, ProxyRange, PxePrompt, PxeService, TagRule
+from bootstorm.config import BootFile, DhcpConfig, ProxyRange, PxePrompt, PxeService, TagRule, VendorOption
 from bootstorm.policy import Policy
 
 MAGIC = b"\x63\x82\x53\x63"
@@ -165,9 +165,16 @@ def test_stand_in_prompt_without_pxe_prompt():
     assert subs(answer(two, packet(0)))[:2] == [(6, b"\x03"), (10, b"\xffPXE")]
 
 
-def test_menu_too_large_gives_empty_43():
+def test_menu_too_large_leaves_only_configured_suboptions():
+    # dnsmasq logs "PXE menu too large" and sends only the configured sub-options: none, no 43
     cfg = DhcpConfig(ranges=RANGE, services=[PxeService(arch=0, menu="m" * 100, file=f"f{i}") for i in range(3)])
-    assert opts(answer(cfg, packet(0)))[43] == b"\xff"
+    assert 43 not in opts(answer(cfg, packet(0)))
+    cfg = DhcpConfig(ranges=RANGE, services=cfg.services, vendor_options=[VendorOption(code=6, hex="02")])
+    assert opts(answer(cfg, packet(0)))[43] == b"\x06\x01\x02\xff"
+    # the boot server list too: 37 servers of 7 bytes exceed it while the menu still fits
+    many = [PxeService(arch=0, menu="m", file=f"f{i}") for i in range(37)]
+    assert 43 not in opts(answer(DhcpConfig(ranges=RANGE, services=many), packet(0)))
+    assert 43 in opts(answer(DhcpConfig(ranges=RANGE, services=many[:36]), packet(0)))
 
 
 def test_service_with_unknown_server_allows_broadcast_discovery():
@@ -267,8 +274,10 @@ def test_boot_file_server_address_and_name():
 def test_prompt_by_tags():
     cfg = DhcpConfig(ranges=RANGE, services=MENU.services[:1], rules=[TagRule(set="x", mac="52:54:00:*:*:*")],
                      prompts=[PxePrompt(text="tagged", timeout=3, tags=["x"]), PxePrompt(text="other", timeout=4)])
-    assert subs(answer(cfg, packet(0)))[-1] == (10, b"\x03tagged")
-    assert subs(answer(cfg, packet(0, mac=b"\x02" * 6)))[-1] == (10, b"\x04other")
+    # every prompt that applies is sent, in the list's order (dnsmasq sends each line that applies)
+    assert subs(answer(cfg, packet(0)))[-2:] == [(10, b"\x03tagged"), (10, b"\x04other")]
+    assert subs(answer(cfg, packet(0, mac=b"\x02" * 6)))[-2:] == [(9, b"\x80\x00\x0cNetwork Boot"),
+                                                                 (10, b"\x04other")]
 
 
 @pytest.mark.parametrize("kw,pxe_port", [({"arch": 0}, False), ({"arch": 7, "mtype": REQUEST, "ciaddr": CLI}, True),
@@ -368,3 +377,75 @@ def test_a_shared_policy_answers_as_a_fresh_one():
                       local_netmask=rnd.choice([MASK, None]))
             assert shared.answer(pkt, **kw) == Policy(cfg).answer(pkt, **kw)
         assert 0 < len(shared.kinds) < 3000
+
+
+# ---------------------------------------------------------------- vendor sub-options (dhcp-option=vendor:)
+LTSP = DhcpConfig(ranges=RANGE, prompts=[PxePrompt(text="Press F8", timeout=3)],
+                  services=[PxeService(arch=0, menu="Boot", file="pxelinux"), PxeService(arch=0, menu="Disk")],
+                  vendor_options=[VendorOption(code=6, hex="02", vendor="PXEClient")])
+
+
+def test_vendor_options_follow_dnsmasq_own_and_the_prompts():
+    # dnsmasq's 6 stays: the configured 6 comes as a second sub-option 6 (rfc2131.c pxe_opts)
+    assert [c for c, _ in subs(answer(LTSP, packet(0)))] == [6, 8, 9, 10, 6]
+    assert subs(answer(LTSP, packet(0)))[-2:] == [(10, b"\x03Press F8"), (6, b"\x02")]
+    # the same on port 4011, and after the echoed item in a boot-server ACK
+    assert subs(answer(LTSP, packet(0, mtype=REQUEST, ciaddr=CLI), pxe_port=True))[-1] == (6, b"\x02")
+    ack = answer(LTSP, packet(0, mtype=REQUEST, ciaddr=CLI, item=(0x8000, 0)), pxe_port=True)
+    assert subs(ack) == [(71, b"\x80\x00\x00\x00"), (10, b"\x03Press F8"), (6, b"\x02")]
+
+
+def test_vendor_options_where_dnsmasq_sends_no_43():
+    # UEFI on port 67 (redirected), the single-service shortcut on 4011: no option 43 at all
+    cfg = DhcpConfig(ranges=RANGE, services=[PxeService(arch=7, menu="UEFI", file="ipxe.efi")],
+                     vendor_options=[VendorOption(code=6, hex="02")])
+    assert 43 not in opts(answer(cfg, packet(7)))
+    assert 43 not in opts(answer(cfg, packet(7, mtype=REQUEST, ciaddr=CLI), pxe_port=True))
+    # with a UEFI menu, 4011 gets the menu and the vendor option
+    cfg = DhcpConfig(ranges=RANGE, vendor_options=cfg.vendor_options,
+                     services=cfg.services + [PxeService(arch=7, menu="Other", file="other.efi")])
+    assert subs(answer(cfg, packet(7, mtype=REQUEST, ciaddr=CLI), pxe_port=True))[-1] == (6, b"\x02")
+
+
+def test_vendor_options_by_vendor_text_and_tags():
+    cfg = DhcpConfig(ranges=RANGE, services=[PxeService(arch=0, menu="A", file="a"), PxeService(arch=7, menu="B"),
+                                             PxeService(arch=7, menu="C")],
+                     rules=[TagRule(set="lab", mac="52:54:00:*:*:*")], vendor_options=[
+                         VendorOption(code=20, text="bios", vendor="Arch:00000"),
+                         VendorOption(code=21, text="any"),
+                         VendorOption(code=22, hex="01", vendor="MSFT"),
+                         VendorOption(code=23, hex="02", tags=["lab"]),
+                         VendorOption(code=24, hex="03", tags=["!lab"])])
+    bios = [c for c, _ in subs(answer(cfg, packet(0)))]
+    assert bios[-3:] == [20, 21, 23]
+    efi = [c for c, _ in subs(answer(cfg, packet(7, mtype=REQUEST, ciaddr=CLI), pxe_port=True))]
+    assert efi[-2:] == [21, 23] and 20 not in efi
+    other = [c for c, _ in subs(answer(cfg, packet(0, mac=b"\x02" * 6)))]
+    assert other[-3:] == [20, 21, 24]
+    # the vendor text anywhere in option 60, which the kept replies must tell apart
+    pol = Policy(cfg)
+    kw = dict(on_pxe_port=False, local=LOCAL, local_netmask=MASK)
+    a = pol.answer(packet(0, vendor="PXEClient:Arch:00000:UNDI:002001 MSFT"), **kw)
+    b = pol.answer(packet(0, vendor="PXEClient:Arch:00000:UNDI:002001"), **kw)
+    assert 22 in dict(subs(a)) and 22 not in dict(subs(b))
+
+
+def test_vendor_prompt_replaces_the_stand_in_only_when_it_applies():
+    one = [PxeService(arch=0, menu="A", file="a")]
+    cfg = DhcpConfig(ranges=RANGE, services=one, vendor_options=[VendorOption(code=10, hex="05", text="Hi",
+                                                                              tags=["x"])],
+                     rules=[TagRule(set="x", mac="52:54:00:*:*:*")])
+    assert subs(answer(cfg, packet(0))) == [(6, b"\x03"), (8, b"\x80\x00\x01" + LOCAL),
+                                            (9, b"\x80\x00\x01A"), (10, b"\x05Hi")]
+    assert subs(answer(cfg, packet(0, mac=b"\x02" * 6)))[1] == (10, b"\x00PXE")
+    # a vendor 10 alone does not start PXE answers (only pxe-service and pxe-prompt do)
+    assert answer(DhcpConfig(ranges=RANGE, vendor_options=cfg.vendor_options), packet(0)) is None
+
+
+def test_option_43_over_255_bytes_is_split_between_suboptions():
+    menu = [PxeService(arch=0, menu="m" * 200, file="a")]
+    cfg = DhcpConfig(ranges=RANGE, services=menu, vendor_options=[VendorOption(code=20, text="t" * 100)])
+    parts = [v for c, v in answer(cfg, packet(0)).options if c == 43]
+    # dnsmasq do_encap_opts: whole sub-options per instance, the end marker in the last one
+    assert [len(p) for p in parts] == [3 + 6 + 9 + 205, 102 + 1]
+    assert parts[1] == b"\x14\x64" + b"t" * 100 + b"\xff"
