@@ -271,6 +271,94 @@ services = [
         bootserver(0x8000, 0, arch=11), bootserver(0x8001, 0, arch=11), bootserver(0x8002, 0, arch=10),
         bootserver(0x8001, 0, arch=11, bcast=True),
     ]),
+    # option 43 sub-options from dhcp-option=vendor: lines: Ubuntu LTSP's 6,2b (a second sub-option
+    # 6 after dnsmasq's own), hex, a quoted string (force), a number, addresses, by tag and by
+    # vendor text (Arch:00009 only in x64 option 60s; MSFT and HTTPClient in no PXE client's);
+    # two prompts for iPXE, the file's order (the native list is dnsmasq's: last line first)
+    Diff("vendor-options", """
+dhcp-range=10.213.0.0,proxy
+dhcp-userclass=set:ipxe,iPXE
+pxe-service=x86PC,"Network Boot",pxelinux
+pxe-service=x86PC,"Local disk",0
+pxe-service=x86-64_EFI,"UEFI iPXE",ipxe.efi
+pxe-service=BC_EFI,"UEFI shim",bootx64.efi
+pxe-service=BC_EFI,"UEFI GRUB",grubx64.efi
+dhcp-option=vendor:PXEClient,6,2b
+pxe-prompt="Press F8 for boot menu",3
+pxe-prompt=tag:ipxe,"iPXE prompt",1
+dhcp-option=vendor:PXEClient,1,01:02:0a:ff
+dhcp-option-force=vendor:PXEClient,20,"boot, here"
+dhcp-option=tag:ipxe,vendor:PXEClient,21,300
+dhcp-option=tag:!ipxe,vendor:PXEClient,22,10.213.0.9,10.0.0.0/8
+dhcp-option=vendor:Arch:00009,23,9s
+dhcp-option=vendor:MSFT,24,1
+dhcp-option=vendor:HTTPClient,25,1
+""", HEADER + """
+ranges = [{ network = "10.213.0.0" }]
+rules = [{ set = "ipxe", user-class = "iPXE" }]
+services = [
+  { arch = "x86PC", menu = "Network Boot", file = "pxelinux" },
+  { arch = "x86PC", menu = "Local disk" },
+  { arch = 7, menu = "UEFI iPXE", file = "ipxe.efi" },
+  { arch = 9, menu = "UEFI shim", file = "bootx64.efi" },
+  { arch = 9, menu = "UEFI GRUB", file = "grubx64.efi" },
+]
+vendor-options = [
+  { code = 25, hex = "01", vendor = "HTTPClient" },
+  { code = 24, hex = "01", vendor = "MSFT" },
+  { code = 23, hex = "00:09", vendor = "Arch:00009" },
+  { code = 22, hex = "0a:d5:00:09:08:0a", vendor = "PXEClient", tags = ["!ipxe"] },
+  { code = 21, hex = "01:2c", vendor = "PXEClient", tags = ["ipxe"] },
+  { code = 20, text = "boot, here", vendor = "PXEClient" },
+  { code = 1, hex = "01:02:0a:ff", vendor = "PXEClient" },
+  { code = 10, hex = "01", text = "iPXE prompt", tags = ["ipxe"] },
+  { code = 10, hex = "03", text = "Press F8 for boot menu" },
+  { code = 6, hex = "02", vendor = "PXEClient" },
+]
+""", probes=standard_probes(boot_items=()) + [
+        Probe("request4011-arch9-sport68", "request_4011", {"arch": 9, "sport": 68}),
+        Probe("request4011-arch9-ipxe-sport68", "request_4011", {"arch": 9, "sport": 68, "ipxe": True}),
+        Probe("discover-arch0-msft", "discover", {"arch": 0, "vendor_class": "PXEClient:Arch:00000 MSFT"}),
+        bootserver(0x8000, 0, bcast=True), bootserver(0x8000, 0), bootserver(0x8002, 0, arch=9),
+        bootserver(0x8001, 0, arch=7),
+        Probe("bootserver-0x8000.0-arch0-ipxe-4011", "boot_server_request",
+              {"item": (0x8000, 0), "arch": 0, "broadcast": False, "ipxe": True}),
+    ]),
+    # option 43 past 255 bytes (split between whole sub-options, as dnsmasq does), a menu too
+    # large for it (arch 11 on 4011: only the configured sub-options), a vendor sub-option 10
+    # standing in for dnsmasq's "PXE" prompt for iPXE clients only
+    Diff("vendor-limits", """
+dhcp-range=10.213.0.0,proxy
+dhcp-userclass=set:ipxe,iPXE
+pxe-service=x86PC,"Network Boot",pxelinux
+pxe-service=BC_EFI,"@B@",x.efi
+pxe-service=BC_EFI,"@C@",y.efi
+pxe-service=ARM64_EFI,"@B@",a.efi
+pxe-service=ARM64_EFI,"@C@",b.efi
+pxe-service=ARM64_EFI,"@B@",c.efi
+dhcp-option=vendor:PXEClient,7,"@Z@"
+dhcp-option=tag:ipxe,vendor:PXEClient,10,05:69:50:58:45
+""".replace("@B@", "B" * 120).replace("@C@", "C" * 120).replace("@Z@", "z" * 240), HEADER + """
+ranges = [{ network = "10.213.0.0" }]
+rules = [{ set = "ipxe", user-class = "iPXE" }]
+services = [
+  { arch = 0, menu = "Network Boot", file = "pxelinux" },
+  { arch = 9, menu = "@B@", file = "x.efi" },
+  { arch = 9, menu = "@C@", file = "y.efi" },
+  { arch = 11, menu = "@B@", file = "a.efi" },
+  { arch = 11, menu = "@C@", file = "b.efi" },
+  { arch = 11, menu = "@B@", file = "c.efi" },
+]
+vendor-options = [
+  { code = 10, hex = "05:69:50:58:45", vendor = "PXEClient", tags = ["ipxe"] },
+  { code = 7, text = "@Z@", vendor = "PXEClient" },
+]
+""".replace("@B@", "B" * 120).replace("@C@", "C" * 120).replace("@Z@", "z" * 240),
+        probes=standard_probes(boot_items=()) + [
+        Probe("request4011-arch9-sport68", "request_4011", {"arch": 9, "sport": 68}),
+        Probe("request4011-arch11-ipxe-sport68", "request_4011", {"arch": 11, "sport": 68, "ipxe": True}),
+        bootserver(0x8000, 0), bootserver(0x8001, 0, arch=9),
+    ]),
 ]
 
 
@@ -343,6 +431,37 @@ def check_bios_siaddr(scen: Diff, ref: dict, got: dict) -> None:
                 assert a["siaddr"] == b["siaddr"], name
 
 
+# What dnsmasq 2.90 does with dhcp-option=vendor: lines (src/rfc2131.c pxe_opts, do_encap_opts),
+# pinned on its own replies so the vendor scenarios keep testing it: its own 6 (10) 8 9 first,
+# then the configured lines that apply, the last line first; after 71 in a boot-server ACK.
+VENDOR_FACTS = {
+    "vendor-options": {
+        "discover-arch0": [6, 8, 9, 22, 20, 1, 10, 6],
+        "discover-arch0-ipxe": [6, 8, 9, 21, 20, 1, 10, 10, 6],
+        "discover-arch0-msft": [6, 8, 9, 24, 22, 20, 1, 10, 6],
+        "request4011-arch9-sport68": [6, 8, 9, 23, 22, 20, 1, 10, 6],
+        "request4011-arch7": [],  # the single-service shortcut: no option 43
+        "bootserver-0x8002.0-arch9-4011": [71, 23, 22, 20, 1, 10, 6],
+    },
+    "vendor-limits": {
+        "discover-arch0": [6, 10, 8, 9, 7],
+        "discover-arch0-ipxe": [6, 8, 9, 10, 7],
+        "request4011-arch11": [7],  # "PXE menu too large": the configured ones alone
+    },
+}
+VENDOR_43_INSTANCES = {("vendor-limits", "discover-arch0"): 2, ("vendor-limits", "request4011-arch9"): 3}
+
+
+def check_vendor_facts(scen: Diff, ref: dict) -> None:
+    for name, codes in VENDOR_FACTS.get(scen.name, {}).items():
+        (r,) = ref[name]
+        assert [c for c, _ in (r.get("pxe") or {"subs": []})["subs"]] == codes, name
+    for (sname, name), n in VENDOR_43_INSTANCES.items():
+        if sname == scen.name:
+            (r,) = ref[name]
+            assert r["option_codes"].count(43) == n, name
+
+
 @pytest.mark.parametrize("scen", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_differential(scen, segments, tmp_path):
     with ThreadPoolExecutor(2) as pool:
@@ -355,6 +474,7 @@ def test_differential(scen, segments, tmp_path):
     assert diff == [], "\n".join(diff)
     check_http_boot(scen, ref, got)
     check_bios_siaddr(scen, ref, got)
+    check_vendor_facts(scen, ref)
     # the allow-list is no blanket: everything outside it was compared and agreed
     assert set(ref) == set(got)
 
