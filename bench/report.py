@@ -186,7 +186,8 @@ def markdown(result: dict) -> str:
     h = result["host"]
     L = ["# Boot-storm benchmark results", ""]
     L.append(f"{result['when']}; `{result['command']}`; {'quick sizes; ' if result.get('quick') else ''}"
-             f"medians of {result['reps']} repetitions (min–max in parentheses); "
+             f"medians of {result['reps']} repetitions (min–max in parentheses; S1 and W run 3 times "
+             f"in each repetition); "
              f"{h['cpus']} CPUs ({h['cpu']}), {h['mem_mib']} MiB, kernel {h['kernel']}, "
              f"Python {h['python']}; bootstorm at `{h.get('bootstorm_git', '?')}`; wall time {result.get('wall_s', '?')} s.")
     L.append("")
