@@ -130,7 +130,7 @@ def goals(result, summ) -> list[tuple[str, str, str]]:
         tn = ratio(get("S1", "null", "transfers_per_s"), get("S1", "dnsmasq", "transfers_per_s"))
         cn = ratio(get("S1", "null", "cpu_s_per_gb"), get("S1", "dnsmasq", "cpu_s_per_gb"))
         if tn is not None:
-            G.append(("(bench/nullserver.c, no checks, no timers, no logging: the most any server reaches here)",
+            G.append(("(bench/nullserver.c, a C server with no checks, timers or logging, in the same run)",
                       f"{rfmt(tn)} transfers/s, {rfmt(cn)} CPU s/GB", "for information"))
     k = "S2 b1468 w16"
     if k in summ:
