@@ -102,6 +102,14 @@ class PxePrompt(_Section):
     timeout: int = 255  # seconds; 255 waits for the user
     tags: list[str] = []
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.timeout <= 255:
+            raise ValueError(f"prompt timeout {self.timeout}: must be 0..255 seconds (255 waits for a key)")
+        # sub-option 10 is the timeout byte and the text: it must fit in option 43 as any other
+        if 1 + len(self.text.encode()) > VENDOR_OPTION_MAX:
+            raise ValueError(f"prompt text of {len(self.text.encode())} bytes: at most "
+                             f"{VENDOR_OPTION_MAX - 1} fit in option 43")
+
 
 # option 43 holds 255 bytes; a sub-option's code and length take 2 (dnsmasq's limit too)
 VENDOR_OPTION_MAX = 253

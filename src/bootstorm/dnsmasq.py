@@ -653,7 +653,10 @@ class _Reader:
         timeout = 255
         if len(f) > 1 and f[1].isdigit():
             timeout = int(f[1]) & 0xFF  # dnsmasq stores it in one byte
-        prompt = PxePrompt(text=_unhide(f[0]), timeout=timeout, tags=tags)
+        try:
+            prompt = PxePrompt(text=_unhide(f[0]), timeout=timeout, tags=tags)
+        except ValueError as exc:  # dnsmasq would send a broken option 43
+            raise self.error(where, name, str(exc)) from None
         self.prompts.append(prompt)
         self.suboptions.append((0, prompt))
 

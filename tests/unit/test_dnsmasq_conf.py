@@ -508,3 +508,22 @@ def test_debian_style_dnsmasq_d(tmp_path):
     r = dnsmasq.parse_args(["-k"], default_conf=main)
     assert r.config.dhcp.services[0].file == "pxelinux"
     assert os.path.basename(r.files[-1]) == "pxe.conf"
+
+
+def test_pxe_prompt_longer_than_option_43_is_refused_with_its_line(tmp_path):
+    # dnsmasq takes any length and writes a sub-option length that wraps: firmware gets junk
+    e = error(tmp_path, HEAD + 'pxe-service=x86PC,"Boot",pxelinux\n' + f'pxe-prompt="{"A" * 253}",5\n')
+    assert e.endswith("pxe.conf:4: pxe-prompt: prompt text of 253 bytes: at most 252 fit in option 43"), e
+    longest = dhcp(tmp_path, 'pxe-service=x86PC,"Boot",pxelinux\n' + f'pxe-prompt="{"A" * 252}",5\n').prompts[0]
+    assert (longest.text, longest.timeout) == ("A" * 252, 5)
+
+
+def test_native_prompt_checked_on_load(tmp_path):
+    from bootstorm import config
+    p = tmp_path / "c.toml"
+    p.write_text(f'[dhcp]\n[[dhcp.prompts]]\ntext = "{"A" * 300}"\n')
+    with pytest.raises(ConfigError, match=r"prompts\[0\]: prompt text of 300 bytes: at most 252"):
+        config.load(str(p))
+    p.write_text('[dhcp]\n[[dhcp.prompts]]\ntext = "Press F8"\ntimeout = 256\n')
+    with pytest.raises(ConfigError, match="prompt timeout 256: must be 0..255"):
+        config.load(str(p))
