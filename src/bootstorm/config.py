@@ -74,6 +74,22 @@ class TagRule(_Section):
     tags: list[str] = []  # tag-if: all these tags set ('!name' = not set)
 
 
+# the reply's fixed fields, NUL included: file 128 bytes, sname 64 (RFC 2131)
+FILE_FIELD_MAX = 127
+SNAME_FIELD_MAX = 63
+LAYER_SUFFIX_MAX = 6  # ".32767": a service file without a dot is sent as file.LAYER
+
+
+def _check_fields(file: str | None, server_name: str | None, file_max: int = FILE_FIELD_MAX) -> None:
+    """A boot file and server name must fit the reply's file and sname fields."""
+    if file and len(file.encode()) > file_max:
+        raise ValueError(f"boot file name of {len(file.encode())} bytes: at most {file_max} fit "
+                         "in the reply's file field")
+    if server_name and len(server_name.encode()) > SNAME_FIELD_MAX:
+        raise ValueError(f"server name of {len(server_name.encode())} bytes: at most "
+                         f"{SNAME_FIELD_MAX} fit in the reply's sname field")
+
+
 class PxeService(_Section):
     """A PXE boot menu entry (dnsmasq pxe-service). `file` is the basename: clients get
     `file.LAYER` unless it contains a dot."""
@@ -95,6 +111,8 @@ class PxeService(_Section):
             if self.arch.lower() not in names:
                 raise ValueError(f"unknown architecture name {self.arch!r} (one of {', '.join(CSA_NAMES)})")
             msgspec.structs.force_setattr(self, "arch", names[self.arch.lower()])
+        no_dot = bool(self.file) and "." not in self.file
+        _check_fields(self.file, self.server_name, FILE_FIELD_MAX - LAYER_SUFFIX_MAX * no_dot)
 
 
 class PxePrompt(_Section):
@@ -149,6 +167,9 @@ class BootFile(_Section):
     server_name: str | None = None
     server: str | None = None
     tags: list[str] = []
+
+    def __post_init__(self) -> None:
+        _check_fields(self.file, self.server_name)
 
 
 class ProxyRange(_Section):

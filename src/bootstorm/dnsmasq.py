@@ -633,8 +633,11 @@ class _Reader:
                 file = _unhide(third)
             if len(f) >= 4:
                 server, server_name = self._server(",".join(f[3:]), where)
-        self.services.append(PxeService(arch=arch, menu=menu, file=file or None, type=btype,
-                                        server=server, server_name=server_name, tags=tags))
+        try:
+            self.services.append(PxeService(arch=arch, menu=menu, file=file or None, type=btype,
+                                            server=server, server_name=server_name, tags=tags))
+        except ValueError as exc:
+            raise self.error(where, name, str(exc)) from None
 
     def _server(self, field: str, where: str):
         """A boot server given as an address or a name: (address, None) or (None, name)."""
@@ -671,7 +674,10 @@ class _Reader:
                               "puts it in no proxy reply; ignored as dnsmasq does")
         if len(f) >= 3:
             server, server_name = self._server(",".join(f[2:]), where)
-        self.boots.append(BootFile(file=file, server=server, server_name=server_name, tags=tags))
+        try:
+            self.boots.append(BootFile(file=file, server=server, server_name=server_name, tags=tags))
+        except ValueError as exc:
+            raise self.error(where, name, str(exc)) from None
 
     def opt_dhcp_reply_delay(self, arg, where, name):
         tags, f = self._tags(_split(arg), where)

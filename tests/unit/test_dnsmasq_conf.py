@@ -527,3 +527,17 @@ def test_native_prompt_checked_on_load(tmp_path):
     p.write_text('[dhcp]\n[[dhcp.prompts]]\ntext = "Press F8"\ntimeout = 256\n')
     with pytest.raises(ConfigError, match="prompt timeout 256: must be 0..255"):
         config.load(str(p))
+
+
+def test_boot_file_and_server_name_must_fit_the_reply_fields(tmp_path):
+    # the reply's file field holds 127 bytes and a NUL; a service file without a dot gets .LAYER
+    e = error(tmp_path, HEAD + f"dhcp-boot={'f' * 128}\n")
+    assert e.endswith("pxe.conf:3: dhcp-boot: boot file name of 128 bytes: at most 127 fit in the "
+                      "reply's file field"), e
+    assert dhcp(tmp_path, f"dhcp-boot={'f' * 127}\n").boot[0].file == "f" * 127
+    e = error(tmp_path, HEAD + f'pxe-service=x86PC,"Boot",{"f" * 122}\n')
+    assert "pxe.conf:3: pxe-service: boot file name of 122 bytes: at most 121" in e, e
+    assert dhcp(tmp_path, f'pxe-service=x86PC,"Boot",{"f" * 121}\n').services[0].file == "f" * 121
+    assert dhcp(tmp_path, f'pxe-service=x86PC,"Boot",{"f" * 123}.0\n').services[0].file == "f" * 123 + ".0"
+    e = error(tmp_path, HEAD + f"dhcp-boot=pxelinux.0,,{'s' * 64}\n")
+    assert "pxe.conf:3: dhcp-boot: server name of 64 bytes: at most 63 fit in the reply's sname field" in e, e
