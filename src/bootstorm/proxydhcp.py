@@ -48,7 +48,8 @@ class ProxyDhcpServer:
         self.log = log
         self.log_dhcp = log_dhcp
         self.policy = Policy(config)
-        self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0}
+        self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0,
+                         "internal_errors": 0}
         self.interfaces: dict[int, tuple[str, bytes | None] | None] = {}  # ifindex -> _interface()
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
         # up to PACKETS_PER_WAKEUP datagrams per wake-up in one system call, for each socket
@@ -56,6 +57,7 @@ class ProxyDhcpServer:
                           for s in self.sockets]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_malformed = RateLimited(log, "dhcp-malformed", MALFORMED_LOG_PER_SECOND)
+        self._log_internal = RateLimited(log, "dhcp-internal-error", MALFORMED_LOG_PER_SECOND)
 
     def _bind(self, port: int) -> socket.socket:
         # no DF bit on replies, as dnsmasq (make_dhcp_sock): firmware and relays never see a
@@ -76,6 +78,7 @@ class ProxyDhcpServer:
 
     def close(self) -> None:
         self._log_malformed.flush()
+        self._log_internal.flush()
         for s in self.sockets:
             if self._loop is not None:
                 self._loop.remove_reader(s.fileno())
@@ -120,6 +123,9 @@ class ProxyDhcpServer:
                 self.counters["malformed"] += 1
                 if self.log_dhcp:
                     self._log_malformed(str(exc), client=f"{src[0]}:{src[1]}")
+            except Exception as exc:  # noqa: BLE001 - a bug costs this request, not the others of the burst
+                self.counters["internal_errors"] += 1
+                self._log_internal(f"{type(exc).__name__}: {exc}", client=f"{src[0]}:{src[1]}")
 
     def _handle(self, sock, data, src, ifindex, local, on_pxe_port) -> None:
         pkt = dhcp.parse(data)

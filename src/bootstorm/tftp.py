@@ -101,6 +101,7 @@ class TftpServer:
         self.mtu_blksize: dict[int, int] = {}
         self.requests_refused = 0
         self._log_refused = RateLimited(log, "tftp-refused", REFUSED_LOG_PER_SECOND)
+        self._log_internal = RateLimited(log, "tftp-internal-error", REFUSED_LOG_PER_SECOND)
         self.requests_malformed = 0
         self.sock = udp.listening_socket(config.listen, config.port, reuse_port=reuse_port)
         self.address = self.sock.getsockname()
@@ -132,6 +133,7 @@ class TftpServer:
                 self._tick_handle.cancel()
         self.engine.abort_all()
         self._log_refused.flush()
+        self._log_internal.flush()
         self.sock.close()
         for fd in (self.rootfd, *self.iface_rootfds.values()):
             if fd >= 0:
@@ -189,6 +191,10 @@ class TftpServer:
             except OSError as exc:  # out of descriptors, ports, memory: this request only
                 self.requests_refused += 1
                 self._send_error(client, TftpError(0, f"server error: {exc.strerror or exc}"))
+            except Exception as exc:  # noqa: BLE001 - a bug costs this request, not the others
+                self.requests_refused += 1
+                self._log_internal(f"{type(exc).__name__}: {exc}", client=f"{client[0]}:{client[1]}")
+                self._send_error(client, TftpError(0, "internal server error"))
 
     def _send_error(self, client, err: TftpError) -> None:
         self._log_refused(err.message, client=f"{client[0]}:{client[1]}", code=err.code)

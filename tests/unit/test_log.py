@@ -83,3 +83,37 @@ def test_reply_line_text_and_json_carry_the_same_fields():
     assert record == {"event": "dhcp-reply", "interface": "eth0", "mac": "52:54:00:12:34:56", "arch": 7,
                       "request": "DISCOVER", "file": "bootx64.efi", "to": "255.255.255.255:68",
                       "message": "OFFER"}
+
+
+class _Batch:
+    def __init__(self, batch):
+        self.batch = batch
+
+    def receive(self):
+        return self.batch
+
+
+def test_an_internal_error_costs_one_request_and_is_counted_and_logged():
+    server = ProxyDhcpServer.__new__(ProxyDhcpServer)
+    server.log = Log(stream=io.StringIO())
+    server.log_dhcp = True
+    server.counters = {"received": 0, "malformed": 0, "internal_errors": 0}
+    server._log_malformed = logmod.RateLimited(server.log, "dhcp-malformed", 10)
+    server._log_internal = logmod.RateLimited(server.log, "dhcp-internal-error", 10)
+    server.sockets = [object(), object()]
+    src = ("10.0.0.5", 68)
+    server.receivers = [_Batch([(b"first", src, 2, b"\0" * 4), (b"boom", src, 2, b"\0" * 4),
+                                (b"third", src, 2, b"\0" * 4)]), None]
+    handled = []
+
+    def handle(sock, data, *rest):
+        if data == b"boom":
+            raise KeyError("a bug")
+        handled.append(data)
+
+    server._handle = handle
+    server._on_readable(server.sockets[0])
+    assert handled == [b"first", b"third"]
+    assert server.counters == {"received": 3, "malformed": 0, "internal_errors": 1}
+    line = server.log.stream.getvalue()
+    assert " dhcp-internal-error KeyError: 'a bug' client=10.0.0.5:68\n" in line, line

@@ -93,3 +93,35 @@ def test_idle_snapshots_make_room_oldest_first(server):
     assert f.content is None and f.fd >= 0
     for x in e + [f, d]:
         s._release(x)
+
+
+def test_an_internal_error_costs_one_request_only(server):
+    import io
+    import socket
+
+    s, _root = server()
+    s.log = Log("text", stream=io.StringIO())
+    from bootstorm.log import RateLimited
+    s._log_internal = RateLimited(s.log, "tftp-internal-error", 10)
+    s._log_refused = RateLimited(s.log, "tftp-refused", 10)
+    served = []
+
+    def request(data, client, local_ip, ifindex):
+        if b"boom" in data:
+            raise KeyError("a bug")
+        served.append(data)
+
+    s._request = request
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(2)
+    try:
+        for name in (b"a", b"boom", b"c"):
+            c.sendto(b"\x00\x01" + name + b"\x00octet\x00", s.address)
+        s._on_requests()
+        reply, _ = c.recvfrom(600)
+    finally:
+        c.close()
+    assert [d[2:-7] for d in served] == [b"a", b"c"]
+    assert reply == b"\x00\x05\x00\x00internal server error\x00"
+    assert s.requests_refused == 1
+    assert " tftp-internal-error KeyError: 'a bug' client=127.0.0.1:" in s.log.stream.getvalue()
