@@ -223,7 +223,7 @@ def main(argv=None) -> int:
         files = {n: tftp.make_file(root, n, s) for n, s in FILES.items()}
         files["large.bin"] = tftp.make_file(root, "large.bin", (16 if a.quick else 64) * MiB)
         if any(c["kind"] == "dhcp" for c in todo):
-            lan = dhcp.Netns().__enter__()
+            lan = dhcp.lan().__enter__()
         for rep in range(reps):
             for case in todo:
                 for _ in range(case.get("per_rep", 1)):

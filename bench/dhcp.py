@@ -2,9 +2,9 @@
 
     python -m bench --scenarios S4 [--quick]
 
-Topology (created here, removed in ``finally``, the same idea as tests/pxe/netns.py):
-``bs-bsrv-PID-n`` (server, eth0 10.213.0.1/24) and ``bs-bcli-PID-n`` (load generator, eth0
-10.213.0.50/24) joined by one veth pair.  Addresses exist only inside the namespaces.
+Topology (tests/pxe/netns.py's Lan, removed in ``finally``): ``bs-srv-PID-n`` (server, eth0
+10.213.0.1/24) and ``bs-cli-PID-n`` (load generator, eth0 10.213.0.50/24) joined by one veth
+pair.  Addresses exist only inside the namespaces.
 Both servers read the same dnsmasq conf file (proxy mode, pxe-service and pxe-prompt);
 bootstorm by its drop-in contract ``bootstorm --conf-file=F --keep-in-foreground``.
 Each measurement starts the server fresh in its cgroup (CPU of all its processes), runs
@@ -13,7 +13,6 @@ then REQUESTs to :4011, and stops the server.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -24,12 +23,10 @@ import time
 from pathlib import Path
 
 from bench.peers import CpuMeter, Bootstorm
+from tests.pxe import netns
+from tests.pxe.netns import CLIENT_ADDR, SERVER_ADDR
 
 HERE = Path(__file__).resolve().parent
-SUBNET = "10.213.0"
-SERVER_ADDR = f"{SUBNET}.1"
-CLIENT_ADDR = f"{SUBNET}.50"
-_counter = itertools.count()
 
 CONF_BODY = """\
 interface=eth0
@@ -53,52 +50,9 @@ def _run(argv, check=True, timeout=10.0):
     return cp
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Netns:
-    """Two namespaces and a veth pair; a context manager that always removes them."""
-
-    def __init__(self):
-        self.srv = f"bs-bsrv-{os.getpid()}-{next(_counter)}"
-        self.cli = f"bs-bcli-{os.getpid()}-{next(_counter)}"
-        self.created: list[str] = []
-
-    def __enter__(self):
-        # namespaces of an earlier benchmark run whose process is gone
-        for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines():
-            m = re.match(r"^(bs-b(?:srv|cli)-(\d+)-\d+)", line)
-            if m and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))):
-                _run(["ip", "netns", "del", m.group(1)], check=False)
-        try:
-            for ns, addr in ((self.srv, SERVER_ADDR), (self.cli, CLIENT_ADDR)):
-                _run(["ip", "netns", "add", ns])
-                self.created.append(ns)
-                _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-            _run(["ip", "link", "add", "eth0", "netns", self.srv, "type", "veth", "peer", "name",
-                  "eth0", "netns", self.cli])
-            for ns, addr in ((self.srv, SERVER_ADDR), (self.cli, CLIENT_ADDR)):
-                _run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0"])
-                _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        for ns in reversed(self.created):
-            _run(["ip", "netns", "del", ns], check=False)
-        self.created.clear()
+def lan():
+    """The two-namespace segment of tests/pxe/netns.py: ``srv`` 10.213.0.1 and ``cli`` 10.213.0.50."""
+    return netns.pxe_lan(client_addrs=[f"{CLIENT_ADDR}/24"])
 
 
 def available() -> tuple[bool, str]:
@@ -193,9 +147,9 @@ class DhcpServer:
         self.meter.close()
 
 
-def run_phase(lan: Netns, mode: str, count: int, macs: int, inflight: int, arch: int,
+def run_phase(lan: netns.Lan, mode: str, count: int, macs: int, inflight: int, arch: int,
               max_seconds: float) -> dict:
-    argv = ["ip", "netns", "exec", lan.cli, str(build_dhcpgen()), "--iface", "eth0",
+    argv = ["ip", "netns", "exec", lan["cli"].ns, str(build_dhcpgen()), "--iface", "eth0",
             "--server", SERVER_ADDR, "--mode", mode, "--count", str(count), "--macs", str(macs),
             "--inflight", str(inflight), "--arch", str(arch), "--timeout-ms", "1000",
             "--max-seconds", str(int(max_seconds))]
@@ -207,11 +161,11 @@ def run_phase(lan: Netns, mode: str, count: int, macs: int, inflight: int, arch:
     return json.loads(p.stdout)
 
 
-def measure(lan: Netns, server: str, sc: dict) -> dict:
+def measure(lan: netns.Lan, server: str, sc: dict) -> dict:
     """One fresh server; DISCOVER phase then :4011 REQUEST phase; CPU per phase."""
     wd = Path(tempfile.mkdtemp(prefix=f"bs-bench-{server}-"))
     os.chmod(wd, 0o755)
-    srv = DhcpServer(server, lan.srv, wd)
+    srv = DhcpServer(server, lan["srv"].ns, wd)
     out = dict(server=server)
     try:
         time.sleep(0.2)

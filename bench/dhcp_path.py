@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.dhcp import CLIENT_ADDR, CONF_BODY, SERVER_ADDR, Netns
+from bench.dhcp import CLIENT_ADDR, CONF_BODY, SERVER_ADDR, lan
 
 CLONE_NEWNET = 0x40000000
 SO_RCVBUFFORCE = 33
@@ -128,19 +128,19 @@ def main(argv=None) -> int:
     if args.profile:
         import cProfile
         prof = cProfile.Profile()
-    with Netns() as net:
+    with lan() as net:
         commands_r, commands_w = os.pipe()
         acks_r, acks_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(commands_w)  # the parent's end: its exit ends the client
-                client(net.cli, args.macs, commands_r, acks_w)
+                client(net["cli"].ns, args.macs, commands_r, acks_w)
             finally:
                 os._exit(0)
         os.close(commands_r)
         os.close(acks_w)
-        enter(net.srv)
+        enter(net["srv"].ns)
         server = ProxyDhcpServer(config, Log(stream=logf), log_dhcp=not args.no_log)
         gc.freeze()  # as `bootstorm serve` does after start-up
         modes = ("discover", "request4011") if args.mode == "both" else (args.mode,)
