@@ -7,6 +7,7 @@ from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.stdio cimport snprintf
 from libc.string cimport memchr, memcpy, memset
+from bootstorm._native.netinet cimport in_addr, sockaddr_in
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_SetFromErrno
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -44,12 +45,6 @@ cdef extern from "sys/socket.h" nogil:
     int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout)
 
 cdef extern from "netinet/in.h" nogil:
-    struct in_addr:
-        uint32_t s_addr
-    struct sockaddr_in:
-        uint16_t sin_family
-        uint16_t sin_port
-        in_addr sin_addr
     struct in_pktinfo:
         int ipi_ifindex
         in_addr ipi_spec_dst    # the local address the datagram came to

@@ -1,12 +1,6 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 
-cdef extern from "netinet/in.h":
-    struct in_addr:
-        uint32_t s_addr
-    struct sockaddr_in:
-        uint16_t sin_family
-        uint16_t sin_port
-        in_addr sin_addr
+from bootstorm._native.netinet cimport in_addr, sockaddr_in
 
 
 cdef enum XferState:
