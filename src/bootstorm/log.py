@@ -70,6 +70,14 @@ class Log:
             self._write_held()
             self._held = None
 
+    def __enter__(self) -> "Log":
+        """`with log:` holds the lines of the block and writes them when it ends, however."""
+        self.hold()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
     def _write_held(self) -> None:
         if self._held:
             self._write("".join(self._held))

@@ -102,11 +102,8 @@ class ProxyDhcpServer:
 
     def _on_readable(self, sock: socket.socket) -> None:
         # the lines of one wake-up leave in one write, before the handler returns
-        self.log.hold()
-        try:
+        with self.log:
             self._drain(sock)
-        finally:
-            self.log.release()
 
     def _drain(self, sock: socket.socket) -> None:
         on_pxe_port = sock is self.sockets[1]

@@ -140,19 +140,13 @@ class TftpServer:
                 os.close(fd)
 
     def _poll(self) -> None:
-        self.log.hold()  # transfers that end in this wake-up: one write for their lines
-        try:
+        with self.log:  # transfers that end in this wake-up: one write for their lines
             self.engine.poll()
-        finally:
-            self.log.release()
 
     def _tick(self) -> None:
         """Drive the engine's timer wheel while transfers run; an idle server sleeps."""
-        self.log.hold()  # the transfers ended since the last tick: one write for their lines
-        try:
+        with self.log:  # the transfers ended since the last tick: one write for their lines
             self.engine.tick()
-        finally:
-            self.log.release()
         if self.engine.active:
             self._tick_handle = self._loop.call_later(TICK_S, self._tick)
         else:
@@ -167,11 +161,8 @@ class TftpServer:
     # -- requests on :69
 
     def _on_requests(self) -> None:
-        self.log.hold()  # the lines of one wake-up leave in one write
-        try:
+        with self.log:  # the lines of one wake-up leave in one write
             self._drain_requests()
-        finally:
-            self.log.release()
 
     def _drain_requests(self) -> None:
         for _ in range(REQUESTS_PER_WAKEUP):

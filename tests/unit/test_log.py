@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from bootstorm import log as logmod
 from bootstorm._native import dhcp
 from bootstorm.log import Log
@@ -117,3 +119,16 @@ def test_an_internal_error_costs_one_request_and_is_counted_and_logged():
     assert server.counters == {"received": 3, "malformed": 0, "internal_errors": 1}
     line = server.log.stream.getvalue()
     assert " dhcp-internal-error KeyError: 'a bug' client=10.0.0.5:68\n" in line, line
+
+
+def test_with_log_holds_the_block_and_writes_it_even_when_it_raises():
+    s = CountingStream()
+    log = Log(stream=s)
+    with pytest.raises(ValueError):
+        with log:
+            log.event("a")
+            log.event("b")
+            assert s.getvalue() == ""
+            raise ValueError
+    assert [line.split(" ", 1)[1] for line in s.getvalue().splitlines()] == ["a", "b"]
+    assert s.flushes == 1
