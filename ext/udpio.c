@@ -24,8 +24,7 @@ int udpio_probe_gso(void)
     return ok;
 }
 
-static int send_gso(int fd, const struct sockaddr_in *peer, char *buf, size_t seg_len,
-                    int nseg, size_t last_len)
+static int send_gso(int fd, char *buf, size_t seg_len, int nseg, size_t last_len)
 {
     char control[CMSG_SPACE(sizeof(uint16_t))];
     struct iovec iov = {buf, seg_len * (size_t)(nseg - 1) + last_len};
@@ -33,8 +32,6 @@ static int send_gso(int fd, const struct sockaddr_in *peer, char *buf, size_t se
     struct cmsghdr *cm;
     memset(&msg, 0, sizeof msg);
     memset(control, 0, sizeof control);
-    msg.msg_name = (void *)peer;
-    msg.msg_namelen = sizeof *peer;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control;
@@ -49,8 +46,8 @@ static int send_gso(int fd, const struct sockaddr_in *peer, char *buf, size_t se
     return nseg;
 }
 
-int udpio_send_segments(int fd, const struct sockaddr_in *peer, char *buf,
-                        size_t seg_len, int nseg, size_t last_len, int use_gso)
+int udpio_send_segments(int fd, char *buf, size_t seg_len, int nseg, size_t last_len,
+                        int use_gso)
 {
     struct mmsghdr msgs[UDPIO_MAX_BATCH];
     struct iovec iovs[UDPIO_MAX_BATCH];
@@ -60,18 +57,16 @@ int udpio_send_segments(int fd, const struct sockaddr_in *peer, char *buf,
     if (nseg > UDPIO_MAX_BATCH)
         return -EINVAL;
     if (nseg == 1) {
-        if (sendto(fd, buf, last_len, 0, (const struct sockaddr *)peer, sizeof *peer) < 0)
+        if (send(fd, buf, last_len, 0) < 0)
             return -errno;
         return 1;
     }
     if (use_gso)
-        return send_gso(fd, peer, buf, seg_len, nseg, last_len);
+        return send_gso(fd, buf, seg_len, nseg, last_len);
     memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)nseg);
     for (i = 0; i < nseg; i++) {
         iovs[i].iov_base = buf + seg_len * (size_t)i;
         iovs[i].iov_len = i == nseg - 1 ? last_len : seg_len;
-        msgs[i].msg_hdr.msg_name = (void *)peer;
-        msgs[i].msg_hdr.msg_namelen = sizeof *peer;
         msgs[i].msg_hdr.msg_iov = &iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }

@@ -98,7 +98,8 @@ class Client(Peer):
     """The peer of one transfer."""
 
     def __init__(self, rig: Rig, path, content: bytes, blksize: int, window: int, rto: int,
-                 give_up: int, oack: bytes | None, size: int | None, mtime_ns: int | None):
+                 give_up: int, oack: bytes | None, size: int | None, mtime_ns: int | None,
+                 early: list[tuple[Peer, bytes]]):
         super().__init__(rig)
         self.path = path
         self.content = content
@@ -110,6 +111,8 @@ class Client(Peer):
         server.bind((LOCAL, 0))
         server.setblocking(False)
         self.server = server.getsockname()
+        for peer, pkt in early:  # queued on the bound socket before the engine connects it
+            peer.sock.sendto(pkt, self.server)
         try:
             self.slot = rig.engine.start(
                 server.fileno(), self.fd, socket.inet_aton(LOCAL), self.port,
@@ -172,9 +175,10 @@ class Rig:
             self.hook(*args)
 
     def transfer(self, content: bytes, *, blksize=512, window=1, rto=100, give_up=1000,
-                 oack=None, begin=True, size=None, mtime_ns=None) -> Client:
+                 oack=None, begin=True, size=None, mtime_ns=None, early=()) -> Client:
         path = self.tmp_path / f"file{len(self.clients)}"
-        c = Client(self, path, content, blksize, window, rto, give_up, oack, size, mtime_ns)
+        c = Client(self, path, content, blksize, window, rto, give_up, oack, size, mtime_ns,
+                   list(early))
         self.clients.append(c)
         if begin:
             self.engine.begin(c.slot)
@@ -456,21 +460,24 @@ def test_malformed_and_unexpected_datagrams_from_the_peer(rig):
     c.data(2)
 
 
-def test_datagram_from_another_port_gets_error_5(rig):
+def test_datagram_from_another_port_gets_error_5_or_nothing(rig):
     content = os.urandom(1200)
-    c = rig.transfer(content)
+    stranger = Peer(rig)
+    # queued before the engine connected the socket: ERROR 5, and an ERROR from a
+    # stranger does not end the transfer either
+    c = rig.transfer(content, early=[(stranger, native.build_ack(1)),
+                                     (stranger, native.build_error(0, "go away"))])
     c.data(1)
-    stranger = Peer(rig, server=c.server)
-    stranger.sock.sendto(native.build_ack(1), c.server)
     rig.pump()
     assert stranger.recv() == (ERROR, 5, "Unknown transfer ID")
-    # an ERROR from a stranger does not end the transfer either
-    stranger.sock.sendto(native.build_error(0, "go away"), c.server)
-    rig.pump()
     assert stranger.recv()[:2] == (ERROR, 5)
+    # once connected, the kernel refuses strangers (ICMP): the engine never sees them
+    stranger.sock.sendto(native.build_ack(1), c.server)
+    rig.pump()
     stranger.nothing()
     c.nothing()  # the stranger's ACK 1 did not advance the transfer
     assert rig.engine.stats()["strangers"] == 2
+    assert rig.engine.stats()["packets_in"] == 2
     assert rig.engine.active == 1
     c.ack(1)
     assert c.data(2) == c.expected(2)

@@ -48,11 +48,13 @@ cdef extern from "sys/socket.h" nogil:
     struct sockaddr:
         pass
     ssize_t sendto(int fd, const void *buf, size_t n, int flags, const sockaddr *addr, uint32_t addrlen)
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
+    int connect(int fd, const sockaddr *addr, uint32_t addrlen)
 
 cdef extern from "udpio.h" nogil:
     int udpio_probe_gso()
-    int udpio_send_segments(int fd, const sockaddr_in *peer, char *buf, size_t seg_len,
-                            int nseg, size_t last_len, int use_gso)
+    int udpio_send_segments(int fd, char *buf, size_t seg_len, int nseg, size_t last_len,
+                            int use_gso)
     int udpio_recv(int fd, char *buf, size_t len, sockaddr_in *src)
 
 cdef extern from "fsopen.h" nogil:
@@ -327,8 +329,8 @@ cdef class Engine:
     def start(self, int sock, int fd, bytes peer_ip4 not None, int peer_port, uint64_t size,
               int64_t mtime_ns, int blksize, int window, int rto_ms, int give_up_ms,
               bytes oack=None, bytes content=None):
-        """Take a transfer: sock is its bound, non-blocking UDP socket (the engine owns
-        and closes it); the data comes from `content` when given (a snapshot held in
+        """Take a transfer: sock is its bound, non-blocking UDP socket (the engine connects
+        it to the peer, owns and closes it); the data comes from `content` when given (a snapshot held in
         memory; fd is then ignored), else from the open file fd (the caller owns it).
         Returns its slot; nothing is sent until begin(slot)."""
         cdef int32_t slot = self.free_head
@@ -345,6 +347,14 @@ cdef class Engine:
         if content is not None and <uint64_t>len(content) != size:
             raise ValueError("content length differs from size")
         x = &self.xfers[slot]
+        memset(&x.peer, 0, sizeof(sockaddr_in))
+        x.peer.sin_family = 2  # AF_INET
+        x.peer.sin_port = ((peer_port & 0xff) << 8) | ((peer_port >> 8) & 0xff)
+        memcpy(&x.peer.sin_addr.s_addr, <const char *>peer_ip4, 4)
+        # Connected: each send skips the route lookup (about 7 % of the server's CPU per
+        # small transfer), and the kernel answers a stranger with ICMP port unreachable.
+        if connect(sock, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) < 0:
+            raise OSError(errno, "connect")
         ev.events = EPOLLIN
         ev.data.u64 = (<uint64_t>(x.gen + 1) << 32) | <uint32_t>slot
         if epoll_ctl(self.epfd, EPOLL_CTL_ADD, sock, &ev) < 0:
@@ -372,10 +382,6 @@ cdef class Engine:
         x.started_ms = self.now_ms
         x.progress_ms = self.now_ms
         x.deadline_ms = self.now_ms + x.rto_ms
-        memset(&x.peer, 0, sizeof(sockaddr_in))
-        x.peer.sin_family = 2  # AF_INET
-        x.peer.sin_port = ((peer_port & 0xff) << 8) | ((peer_port >> 8) & 0xff)
-        memcpy(&x.peer.sin_addr.s_addr, <const char *>peer_ip4, 4)
         if oack is not None:
             memcpy(x.oack, <const char *>oack, len(oack))
             x.oack_len = len(oack)
@@ -525,7 +531,7 @@ cdef class Engine:
 
     cdef int send_oack(self, int32_t slot) noexcept:
         cdef Xfer *x = &self.xfers[slot]
-        if sendto(x.sock, x.oack, x.oack_len, 0, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) < 0:
+        if send(x.sock, x.oack, x.oack_len, 0) < 0:
             self.send_errors += 1
         else:
             self.packets_out += 1
@@ -574,12 +580,12 @@ cdef class Engine:
                 if r < 0 or <size_t>r != total or not self.file_unchanged(x):
                     self.finish(slot, OUT_FILE_CHANGED, 0)
                     return -1
-            r = udpio_send_segments(x.sock, &x.peer, self.scratch, seg, nseg,
+            r = udpio_send_segments(x.sock, self.scratch, seg, nseg,
                                     blen + HEADER_LEN, self.gso)
             if r == -EIO and self.gso:
                 # a device without checksum offload refuses GSO: fall back for good
                 self.gso = 0
-                r = udpio_send_segments(x.sock, &x.peer, self.scratch, seg, nseg,
+                r = udpio_send_segments(x.sock, self.scratch, seg, nseg,
                                         blen + HEADER_LEN, 0)
             if r < 0:
                 self.send_errors += 1  # treated as loss: the timer resends
@@ -670,7 +676,8 @@ cdef class Engine:
         self.packets_in += 1
         if n >= 0 and (src.sin_port != x.peer.sin_port
                        or src.sin_addr.s_addr != x.peer.sin_addr.s_addr):
-            # RFC 1350 section 4: a stranger gets ERROR 5; the transfer goes on
+            # RFC 1350 section 4: a stranger gets ERROR 5; the transfer goes on. Only a
+            # datagram queued before connect() gets here: later ones meet ICMP unreachable
             self.strangers += 1
             self.send_error_to(x.sock, src, ERR_UNKNOWN_TID, b"Unknown transfer ID")
             return
