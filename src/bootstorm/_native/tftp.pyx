@@ -451,6 +451,8 @@ cdef class Engine:
                 elif got < 0:
                     continue  # nothing after all, or an ICMP error surfacing: no datagram
                 self.handle_datagram(slot, self.rbuf, got, &self.raddr)
+            if n == 1:
+                return  # a lone stream: its next ACK is a round trip away, so don't look again
 
     def tick(self):
         """Expire due retransmission timers. Called periodically (every TICK_MS)."""
