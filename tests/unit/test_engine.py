@@ -99,7 +99,7 @@ class Client(Peer):
 
     def __init__(self, rig: Rig, path, content: bytes, blksize: int, window: int, rto: int,
                  give_up: int, oack: bytes | None, size: int | None, mtime_ns: int | None,
-                 early: list[tuple[Peer, bytes]]):
+                 early: list[tuple[Peer, bytes]], snapshot: bool):
         super().__init__(rig)
         self.path = path
         self.content = content
@@ -118,7 +118,7 @@ class Client(Peer):
                 server.fileno(), self.fd, socket.inet_aton(LOCAL), self.port,
                 st.st_size if size is None else size,
                 st.st_mtime_ns if mtime_ns is None else mtime_ns,
-                blksize, window, rto, give_up, oack)
+                blksize, window, rto, give_up, oack, content if snapshot else None)
         except BaseException:
             server.close()
             raise
@@ -175,10 +175,11 @@ class Rig:
             self.hook(*args)
 
     def transfer(self, content: bytes, *, blksize=512, window=1, rto=100, give_up=1000,
-                 oack=None, begin=True, size=None, mtime_ns=None, early=()) -> Client:
+                 oack=None, begin=True, size=None, mtime_ns=None, early=(),
+                 snapshot=False) -> Client:
         path = self.tmp_path / f"file{len(self.clients)}"
         c = Client(self, path, content, blksize, window, rto, give_up, oack, size, mtime_ns,
-                   list(early))
+                   list(early), snapshot)
         self.clients.append(c)
         if begin:
             self.engine.begin(c.slot)
@@ -493,10 +494,11 @@ def test_datagram_from_another_port_gets_error_5_or_nothing(rig):
 @pytest.mark.parametrize("gso", [False, pytest.param(True, marks=pytest.mark.skipif(
     not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
 @pytest.mark.parametrize("size", [0, 100, 512 * 4, 512 * 4 + 1, 512 * 37 + 100])
-def test_windowed_transfer_byte_exact(make_rig, gso, size):
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_windowed_transfer_byte_exact(make_rig, gso, size, snapshot):
     r = make_rig(gso=gso)
     content = os.urandom(size)
-    c = r.transfer(content, window=4)
+    c = r.transfer(content, window=4, snapshot=snapshot)
     assert windowed(c, 4) == content
     c.nothing()
     assert r.done == [(c.slot, "ok", 0, size, 0, 0)]
@@ -505,11 +507,12 @@ def test_windowed_transfer_byte_exact(make_rig, gso, size):
 
 @pytest.mark.parametrize("gso", [False, pytest.param(True, marks=pytest.mark.skipif(
     not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
-def test_big_window_spans_several_send_batches(make_rig, gso):
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_big_window_spans_several_send_batches(make_rig, gso, snapshot):
     # 200 blocks in one window: more than the 64 segments of one sendmmsg/GSO batch
     r = make_rig(gso=gso)
     content = os.urandom(1024 * 450 + 3)
-    c = r.transfer(content, blksize=1024, window=200)
+    c = r.transfer(content, blksize=1024, window=200, snapshot=snapshot)
     assert windowed(c, 200) == content
     assert r.done[0][1:4] == ("ok", 0, len(content))
 
