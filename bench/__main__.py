@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import dhcp, tftp
+from bench import dhcp, pin, tftp
 from bench.peers import C_PEERS, DEFAULT_PEERS, PEERS, PYENV, Atftpd
 
 HERE = Path(__file__).resolve().parent
@@ -168,6 +168,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     ap.add_argument("--s3-python", action="store_true",
                     help="also run the Python servers in S3 (slow: minutes per repetition)")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="let the scheduler place servers and load generators (bench/pin.py)")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--img", default=str(IMG))
     ap.add_argument("--setup", action="store_true", help="only make the venv and unpack atftpd")
@@ -178,6 +180,8 @@ def main(argv=None) -> int:
     if a.setup:
         setup()
         return 0
+    if a.no_pin:
+        pin.enabled = False
     if a.replot:
         result = json.loads((out / "bench.json").read_text())
         write_reports(result, out, Path(a.img))
@@ -210,7 +214,7 @@ def main(argv=None) -> int:
     result = dict(
         when=time.strftime("%Y-%m-%d %H:%M:%S"), quick=a.quick, reps=reps,
         command="python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        host=host_info(), versions=versions, skipped=skipped,
+        host=host_info(), versions=versions, skipped=skipped, pinning=pin.describe(),
         cases=[{k: v for k, v in c.items()} for c in todo], runs=[],
     )
     t_start = time.monotonic()

@@ -5,6 +5,8 @@
  *     ceiling blast    --size BYTES [--count N] [--max-seconds S]
  *     ceiling blast-gso --size BYTES [--count N] [--max-seconds S]
  *     ceiling pingpong --size BYTES [--count N] [--max-seconds S]
+ *     [--pin SENDER_CPU,RECEIVER_CPU]   (each end on its own CPU, as bench/pin.py places
+ *                                        servers and load generators)
  *
  * blast:    a sender process pushes N datagrams of SIZE bytes with sendmmsg (batches of 64)
  *           to a receiver process that drains them with recvmmsg; no protocol, no file,
@@ -25,6 +27,7 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -78,9 +81,21 @@ static int udp_bound(struct sockaddr_in *sa, int rcvbuf)
     return fd;
 }
 
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    if (cpu < 0)
+        return;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0)
+        perror("sched_setaffinity");
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: ceiling {blast|blast-gso|pingpong} --size BYTES [--count N] [--max-seconds S]\n");
+    fprintf(stderr, "usage: ceiling {blast|blast-gso|pingpong} --size BYTES [--count N] [--max-seconds S]"
+                    " [--pin SENDER_CPU,RECEIVER_CPU]\n");
     exit(2);
 }
 
@@ -90,11 +105,15 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     long size = 1468, count = 200000;
     double maxs = 10;
+    int pin_sender = -1, pin_receiver = -1;
     for (int i = 2; i < argc; i++) {
         if (i + 1 >= argc) usage();
         if (!strcmp(argv[i], "--size")) size = atol(argv[++i]);
         else if (!strcmp(argv[i], "--count")) count = atol(argv[++i]);
         else if (!strcmp(argv[i], "--max-seconds")) maxs = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--pin")) {
+            if (sscanf(argv[++i], "%d,%d", &pin_sender, &pin_receiver) != 2) usage();
+        }
         else usage();
     }
     if (size < 4 || size > MAXSIZE || count < 1 || count > 100000000 || maxs <= 0 || maxs > 600) usage();
@@ -117,6 +136,7 @@ int main(int argc, char **argv)
     pid_t pid = fork();
     if (pid < 0) { perror("fork"); return 1; }
     if (pid == 0) { /* the sender */
+        pin(pin_sender);
         close(rfd);
         alarm((unsigned)maxs + 5); /* bounded even if the parent dies */
         double end = now() + maxs;
@@ -174,6 +194,7 @@ int main(int argc, char **argv)
         _exit(0);
     }
     close(sfd);
+    pin(pin_receiver);
     /* the receiver */
     long got = 0;
     uint64_t bytes = 0;

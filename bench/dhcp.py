@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import pin
 from bench.peers import CpuMeter, Bootstorm
 from tests.pxe import netns
 from tests.pxe.netns import CLIENT_ADDR, SERVER_ADDR
@@ -95,7 +96,8 @@ class DhcpServer:
         self._logf = open(self.log, "wb")
         self.proc = subprocess.Popen(self.meter.wrap(["ip", "netns", "exec", ns, *cmd]),
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
-                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                     stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                     preexec_fn=pin.server())
         self.meter.pid = self.proc.pid
         deadline = time.monotonic() + 20
         while True:  # bounded: 20 s
@@ -155,7 +157,8 @@ def run_phase(lan: netns.Lan, mode: str, count: int, macs: int, inflight: int, a
             "--max-seconds", str(int(max_seconds))]
     if mode == "request4011":
         argv += ["--ciaddr", CLIENT_ADDR]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=max_seconds + 30)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=max_seconds + 30,
+                       preexec_fn=pin.load())
     if not p.stdout.strip():
         raise RuntimeError(f"dhcpgen rc={p.returncode}: {p.stderr.strip()}")
     return json.loads(p.stdout)

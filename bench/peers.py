@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench import pin
+
 REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOOPBACK = "127.0.0.1"
@@ -184,6 +186,7 @@ class Peer:
     name = "?"
     fixed_port: int | None = None  # a peer that cannot listen elsewhere (dnsmasq: 69)
     windowsize = False  # does it negotiate RFC 7440 windowsize?
+    pinned = True  # on bench/pin.py's server CPU (W turns it off)
     ready_line: re.Pattern | None = None
 
     def __init__(self):
@@ -224,6 +227,7 @@ class Peer:
             stderr=subprocess.PIPE,
             env=self.env(),
             start_new_session=True,
+            preexec_fn=pin.server() if self.pinned else None,
         )
         self.meter.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)

@@ -189,7 +189,8 @@ def markdown(result: dict) -> str:
              f"medians of {result['reps']} repetitions (min–max in parentheses; S1 and W run 3 times "
              f"in each repetition); "
              f"{h['cpus']} CPUs ({h['cpu']}), {h['mem_mib']} MiB, kernel {h['kernel']}, "
-             f"Python {h['python']}; bootstorm at `{h.get('bootstorm_git', '?')}`; wall time {result.get('wall_s', '?')} s.")
+             f"Python {h['python']}; bootstorm at `{h.get('bootstorm_git', '?')}`; "
+             f"CPU placement: {result.get('pinning', 'unpinned')}; wall time {result.get('wall_s', '?')} s.")
     L.append("")
     L.append("Servers: " + "; ".join(f"{k}: {v}" for k, v in result.get("versions", {}).items()) + ".")
     for k, v in result.get("skipped", {}).items():

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench import pin
 from bench.peers import LOOPBACK, PEERS, Bootstorm
 
 HERE = Path(__file__).resolve().parent
@@ -46,14 +47,15 @@ def make_file(root: Path, name: str, size: int) -> Path:
 
 
 def run_loadgen(port: int, *, name: str, size: int, verify: Path, concurrency: int, transfers: int,
-                blksize: int, windowsize: int | None, max_seconds: float) -> dict:
+                blksize: int, windowsize: int | None, max_seconds: float, pinned: bool = True) -> dict:
     argv = [str(BUILD / "loadgen"), "--server", LOOPBACK, "--port", str(port), "--file", name,
             "--size", str(size), "--concurrency", str(concurrency), "--transfers", str(transfers),
             "--blksize", str(blksize), "--timeout-ms", "1000", "--max-seconds", str(int(max_seconds)),
             "--verify", str(verify)]
     if windowsize:
         argv += ["--windowsize", str(windowsize)]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=max_seconds + 60)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=max_seconds + 60,
+                       preexec_fn=pin.load() if pinned else None)
     if not p.stdout.strip():
         raise RuntimeError(f"loadgen rc={p.returncode}: {p.stderr.strip()}")
     return json.loads(p.stdout)
@@ -102,6 +104,7 @@ def measure(server: str, root: Path, files: dict[str, Path], sc: dict, *, rss: b
     """Start ``server`` fresh, run one loadgen invocation of scenario ``sc``, stop it."""
     if server.startswith("bootstorm-w"):
         peer = Bootstorm(workers=int(server.rsplit("w", 1)[1]))
+        peer.pinned = False  # W: the point is a second core
     else:
         peer = PEERS[server]()
     port = peer.start(str(root))
@@ -119,7 +122,7 @@ def measure(server: str, root: Path, files: dict[str, Path], sc: dict, *, rss: b
             res = run_loadgen(port, name=name, size=files[name].stat().st_size, verify=files[name],
                               concurrency=sc["concurrency"], transfers=sc["transfers"],
                               blksize=sc["blksize"], windowsize=sc.get("windowsize"),
-                              max_seconds=sc["max_seconds"])
+                              max_seconds=sc["max_seconds"], pinned=peer.pinned)
         finally:
             if sampler:
                 sampler.__exit__()
@@ -147,8 +150,9 @@ def measure(server: str, root: Path, files: dict[str, Path], sc: dict, *, rss: b
 
 
 def ceiling(mode: str, size: int, count: int, max_seconds: float) -> dict:
+    where = ["--pin", f"{pin.SERVER_CPU},{pin.LOAD_CPU}"] if pin.enabled else []
     p = subprocess.run([str(BUILD / "ceiling"), mode, "--size", str(size), "--count", str(count),
-                        "--max-seconds", str(max_seconds)], capture_output=True, text=True,
+                        "--max-seconds", str(max_seconds), *where], capture_output=True, text=True,
                        timeout=max_seconds + 30)
     if not p.stdout.strip():
         raise RuntimeError(f"ceiling rc={p.returncode}: {p.stderr.strip()}")
