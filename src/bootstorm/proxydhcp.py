@@ -49,7 +49,7 @@ class ProxyDhcpServer:
         self.log_dhcp = log_dhcp
         self.policy = Policy(config)
         self.counters = {"received": 0, "malformed": 0, "answered": 0, "ignored": 0, "send_errors": 0,
-                         "internal_errors": 0}
+                         "internal_errors": 0, "cut_replies": 0}
         self.interfaces: dict[int, tuple[str, bytes | None] | None] = {}  # ifindex -> _interface()
         self.sockets = [self._bind(config.port), self._bind(config.pxe_port)]
         # up to PACKETS_PER_WAKEUP datagrams per wake-up in one system call, for each socket
@@ -58,6 +58,10 @@ class ProxyDhcpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log_malformed = RateLimited(log, "dhcp-malformed", MALFORMED_LOG_PER_SECOND)
         self._log_internal = RateLimited(log, "dhcp-internal-error", MALFORMED_LOG_PER_SECOND)
+        # a reply too big for what its client takes loses options (dnsmasq: "no space left in
+        # packet"); a storm of such clients must not flood the log either
+        self._log_cut = RateLimited(log, "dhcp-reply-cut", MALFORMED_LOG_PER_SECOND)
+        self._dropped: list[int] = []  # build()'s left-out option codes, reused per reply
 
     def _bind(self, port: int) -> socket.socket:
         # no DF bit on replies, as dnsmasq (make_dhcp_sock): firmware and relays never see a
@@ -79,6 +83,7 @@ class ProxyDhcpServer:
     def close(self) -> None:
         self._log_malformed.flush()
         self._log_internal.flush()
+        self._log_cut.flush()
         for s in self.sockets:
             if self._loop is not None:
                 self._loop.remove_reader(s.fileno())
@@ -134,9 +139,14 @@ class ProxyDhcpServer:
         if answer is None:
             self.counters["ignored"] += 1
             return
+        self._dropped.clear()
         reply = dhcp.build(pkt, 2, ciaddr=answer.ciaddr, yiaddr=answer.yiaddr, siaddr=answer.siaddr,
                            flags=answer.flags, sname=answer.sname, file=answer.file,
-                           options=answer.options)
+                           options=answer.options, dropped=self._dropped)
+        if self._dropped:
+            self.counters["cut_replies"] += 1
+            self._log_cut(f"options left out: {','.join(map(str, self._dropped))}", mac=pkt.mac.hex(":"),
+                          max_size=pkt.max_message_size)
         dest, ifindex_out = self._destination(pkt, answer, src, on_pxe_port, ifindex)
         if self.config.reply_delay > 0:
             self._loop.call_later(self.config.reply_delay, self._send, sock, reply, dest, ifindex_out)

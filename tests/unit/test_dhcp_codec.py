@@ -237,6 +237,128 @@ def test_build_refuses_fields_that_do_not_fit():
     assert dhcp.parse(dhcp.build(req, 2, file=b"x" * 127)).file == b"x" * 127
 
 
+# -- build: the client's maximum message size (option 57) and option overload (52)
+# Expected layouts were taken from dnsmasq 2.90's replies on the wire to the same options
+# (tests/pxe/test_differential.py, scenario max-size, pins them there too).
+
+def request_with_max(value: bytes | None):
+    opts = [(53, b"\x01")] + ([(57, value)] if value is not None else [])
+    return dhcp.parse(bootp(options=opts))
+
+
+@pytest.mark.parametrize("value,size", [
+    (None, 548), (b"\x02\x40", 548), (b"\x02\x58", 572), (b"\x05\xc0", 1444), (b"\x00\x1c", 548),
+    (b"\x40\x1b", 16383), (b"\x40\x1c", 16384), (b"\xff\xff", 16384), (b"\x02\x58\x00", 572),
+    (b"\x02", 548),  # dnsmasq reads option 57 only with 2 bytes or more
+    (b"\x00\x14", 548),  # beyond dnsmasq: below 28 its unsigned subtraction wraps to 16384
+])
+def test_max_message_size_as_dnsmasq_clamps_it(value, size):
+    assert request_with_max(value).max_message_size == size
+
+
+def areas(out: bytes) -> dict:
+    """Where each option sits: [(code, length)] for the options field, `file` and `sname`
+    (read only when option 52 names them), and option 52's value."""
+    def walk(b):
+        i, got = 0, []
+        while b[i] != 255:
+            got.append((b[i], b[i + 2:i + 2 + b[i + 1]]))
+            i += 2 + b[i + 1]
+        return got
+
+    def sizes(opts):
+        return [(c, len(v)) for c, v in opts]
+    main = walk(out[240:])
+    ov = dict(main).get(52, b"\0")[0]
+    return {"main": sizes(main), "file": sizes(walk(out[108:236])) if ov & 1 else out[108:236].rstrip(b"\0"),
+            "sname": sizes(walk(out[44:108])) if ov & 2 else out[44:108].rstrip(b"\0"), "ov": ov}
+
+
+# a PXE offer whose option 43 dnsmasq split in six: 240 + 110 + 220 + 50 + 255 + 20 bytes
+HEAD = [(53, b"\x02"), (54, bytes([10, 213, 0, 1])), (60, b"PXEClient"), (97, UUID)]
+SIX = [(43, bytes([i]) * n) for i, n in enumerate((240, 110, 220, 50, 255, 20))]
+
+
+def test_no_option_57_overflow_goes_to_file_then_sname_then_back_to_the_field():
+    dropped = []
+    out = dhcp.build(request_with_max(None), 2, options=HEAD + SIX, dropped=dropped)
+    assert len(out) == 547  # END at 546: within 548
+    assert areas(out) == {"main": [(53, 1), (54, 4), (60, 9), (97, 17), (43, 240), (52, 1), (43, 20)],
+                          "file": [(43, 110)], "sname": [(43, 50)], "ov": 3}
+    assert dropped == [43, 43]  # the 220 and 255 bytes fit nowhere
+    r = dhcp.parse(out)  # RFC 2131 4.1 order: the options field, then file, then sname
+    assert r.options[43] == SIX[0][1] + SIX[5][1] + SIX[1][1] + SIX[3][1]
+    assert r.file == r.sname == b""
+
+
+def test_a_bigger_option_57_moves_the_layout():
+    out = dhcp.build(request_with_max(struct.pack("!H", 620)), 2, options=HEAD + SIX)  # 592 bytes
+    assert len(out) == 577
+    assert areas(out) == {"main": [(53, 1), (54, 4), (60, 9), (97, 17), (43, 240), (52, 1), (43, 50)],
+                          "file": [(43, 110)], "sname": [(43, 20)], "ov": 3}
+    whole = dhcp.build(request_with_max(b"\x05\xc0"), 2, options=HEAD + SIX)
+    assert len(whole) == 1187 and areas(whole)["ov"] == 0 and len(areas(whole)["main"]) == 10
+
+
+def test_a_boot_file_leaves_only_sname_and_the_spare_byte_decides():
+    dropped = []
+    last = [(43, b"\x05" * 21)]  # one byte more than SIX's last: the field would end at 548
+    out = dhcp.build(request_with_max(None), 2, file=b"http://10.213.0.1/boot.ipxe",
+                     options=HEAD + SIX[:5] + last, dropped=dropped)
+    assert len(out) == 525
+    assert areas(out) == {"main": [(53, 1), (54, 4), (60, 9), (97, 17), (43, 240), (52, 1)],
+                          "file": b"http://10.213.0.1/boot.ipxe", "sname": [(43, 50)], "ov": 2}
+    assert dropped == [43, 43, 43, 43]
+
+
+def test_the_field_holds_the_options_end_and_one_spare_byte():
+    # 240 + 3 + 257 + 2 + m + END: m = 44 ends at 547 and fits; m = 45 would end at 548
+    opts = [(53, b"\x02"), (224, bytes(255))]
+    out = dhcp.build(request_with_max(None), 2, options=opts + [(225, b"a" * 44)])
+    assert len(out) == 547 and areas(out)["ov"] == 0
+    out = dhcp.build(request_with_max(None), 2, options=opts + [(225, b"a" * 45)])
+    assert len(out) == 504 and out[500:504] == b"\x34\x01\x01\xff"
+    assert out[108:108 + 48] == b"\xe1\x2d" + b"a" * 45 + b"\xff" and not any(out[44:108])
+    assert dhcp.parse(out).options[225] == b"a" * 45
+
+
+def test_overload_into_sname_alone_when_file_holds_a_name():
+    out = dhcp.build(request_with_max(None), 2, file=b"pxelinux.0",
+                     options=[(53, b"\x02"), (224, bytes(255)), (225, b"b" * 45)])
+    assert areas(out) == {"main": [(53, 1), (224, 255), (52, 1)], "file": b"pxelinux.0",
+                          "sname": [(225, 45)], "ov": 2}
+    r = dhcp.parse(out)
+    assert r.options[225] == b"b" * 45 and r.sname == b"" and r.file == b"pxelinux.0"
+
+
+def test_no_overload_when_file_and_sname_are_taken():
+    dropped = []
+    out = dhcp.build(request_with_max(None), 2, file=b"pxelinux.0", sname=b"boot-server",
+                     options=[(53, b"\x02"), (224, bytes(255)), (225, b"c" * 45), (226, b"d" * 30)],
+                     dropped=dropped)
+    assert areas(out) == {"main": [(53, 1), (224, 255), (226, 30)], "file": b"pxelinux.0",
+                          "sname": b"boot-server", "ov": 0}
+    assert dropped == [225] and len(out) == 533
+
+
+def test_option_52_itself_never_takes_the_reply_past_the_limit():
+    # beyond dnsmasq: the field ends at 546 when the next option overflows; dnsmasq writes
+    # option 52 at 546..548 and sends 550 bytes (the last ones stale memory); here it is left out
+    dropped = []
+    opts = HEAD + [(43, bytes(240)), (43, bytes(23)), (43, bytes(241))]
+    out = dhcp.build(request_with_max(None), 2, options=opts, dropped=dropped)
+    assert len(out) == 547 and areas(out)["ov"] == 0 and dropped == [43]
+    out = dhcp.build(request_with_max(None), 2, options=HEAD + [(43, bytes(240)), (43, bytes(21)), (43, bytes(241))])
+    assert len(out) == 548 and areas(out)["ov"] == 3  # 544 + 52's three bytes + END: exactly the limit
+
+
+def test_overflow_without_dropped_list_and_short_replies_still_padded():
+    out = dhcp.build(request_with_max(None), 2, file=b"f", sname=b"s", options=[(224, bytes(255))] * 3)
+    assert len(out) == 498 and areas(out)["main"] == [(224, 255)]
+    out = dhcp.build(request_with_max(None), 2, options=[(53, b"\x02")])
+    assert len(out) == 300
+
+
 # -- Receiver: the datagrams waiting on a socket, by one recvmmsg
 
 @pytest.fixture

@@ -25,9 +25,11 @@ RANGE = [ProxyRange(network="10.213.0.0")]
 
 
 def packet(arch=0, *, mtype=DISCOVER, vendor=None, user_class=None, opt175=False, mac=MAC, ciaddr=ZERO,
-           giaddr=ZERO, item=None, uuid=UUID, op=1, flags=0):
+           giaddr=ZERO, item=None, uuid=UUID, op=1, flags=0, max_size=None):
     vendor = vendor if vendor is not None else f"PXEClient:Arch:{arch:05d}:UNDI:003000"
     opts = [(53, bytes((mtype,))), (93, struct.pack("!H", arch)), (60, vendor.encode())]
+    if max_size is not None:
+        opts.append((57, struct.pack("!H", max_size)))
     if uuid is not None:
         opts.append((97, uuid))
     if user_class is not None:
@@ -377,6 +379,22 @@ def test_a_shared_policy_answers_as_a_fresh_one():
                       local_netmask=rnd.choice([MASK, None]))
             assert shared.answer(pkt, **kw) == Policy(cfg).answer(pkt, **kw)
         assert 0 < len(shared.kinds) < 3000
+
+
+def test_one_reply_per_kind_whatever_size_its_clients_take():
+    """The kind cache holds options, not packets: the codec cuts each reply to its client's
+    option 57, so a small client first does not cost a big one the prompt, nor the reverse."""
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services, prompts=[PxePrompt(text="P" * 240, timeout=5)])
+    shared = Policy(cfg)
+    small, big = packet(0, mac=MAC[:5] + b"\x01"), packet(0, mac=MAC[:5] + b"\x02", max_size=1472)
+    replies = {}
+    for pkt in (small, big, small):
+        a = shared.answer(pkt, on_pxe_port=False, local=LOCAL, local_netmask=MASK)
+        replies[pkt.max_message_size] = dhcp.parse(dhcp.build(pkt, 2, flags=a.flags, options=a.options))
+    assert len(shared.kinds) == 1
+    prompt = bytes((10, 241, 5)) + b"P" * 240
+    assert prompt in replies[1444].options[43] and prompt not in replies[548].options[43]
+    assert replies[548].options[43].startswith(bytes((6, 1, 3)))  # the first instance stays
 
 
 # ---------------------------------------------------------------- vendor sub-options (dhcp-option=vendor:)

@@ -33,6 +33,9 @@ class Packet:
     @property
     def user_classes(self) -> list[str]: ...
     @property
+    def max_message_size(self) -> int:
+        """Longest DHCP message a reply may be: option 57 less 28, clamped to 548..16384; 548 without."""
+    @property
     def pxe_suboptions(self) -> dict[int, bytes]: ...
     @property
     def boot_item(self) -> tuple[int, int] | None:
@@ -45,8 +48,9 @@ def parse_suboptions(raw: bytes) -> dict[int, bytes]: ...
 def encode_suboptions(items: list[tuple[int, bytes]]) -> bytes: ...
 def build(request: Packet, op: int, *, ciaddr: bytes = ..., yiaddr: bytes = ..., siaddr: bytes = ...,
           flags: int = ..., sname: bytes = ..., file: bytes = ...,
-          options: list[tuple[int, bytes]] | None = ...) -> bytes:
-    """A reply to `request`, padded to 300 bytes (RFC 1542)."""
+          options: list[tuple[int, bytes]] | None = ..., dropped: list[int] | None = ...) -> bytes:
+    """A reply to `request`, padded to 300 bytes (RFC 1542), at most request.max_message_size:
+    options that do not fit go into empty `file`/`sname` (option 52), else into `dropped`."""
 
 class Receiver:
     """The datagrams waiting on one socket bound with IP_PKTINFO, read by one recvmmsg."""

@@ -56,6 +56,9 @@ cdef enum:
     BOOTP_HEADER_LEN = 236     # RFC 2131 section 2, up to `file`
     OPTIONS_OFFSET = 240       # after the magic cookie
     MIN_REPLY_LEN = 300        # RFC 1542 section 2.1: BOOTP messages are at least 300 octets
+    MIN_MESSAGE_LEN = 548      # RFC 2131 section 2: a 576-byte IP datagram less IP and UDP headers
+    MAX_MESSAGE_LEN = 16384    # dnsmasq's ceiling on option 57 (config.h DHCP_PACKET_MAX)
+    IP_UDP_HEADERS = 28        # option 57 counts them (RFC 2132 section 9.10)
     SNAME_OFFSET = 44
     SNAME_LEN = 64
     FILE_OFFSET = 108
@@ -66,6 +69,7 @@ cdef enum:
     OPT_END = 255
     OPT_OVERLOAD = 52          # RFC 2132 section 9.3
     OPT_MESSAGE_TYPE = 53
+    OPT_MAX_MESSAGE_SIZE = 57
     OPT_PARAM_LIST = 55
     OPT_VENDOR_CLASS = 60
     OPT_USER_CLASS = 77        # RFC 3004
@@ -168,6 +172,11 @@ cdef class Packet:
         return out
 
     @property
+    def max_message_size(self):
+        """The longest DHCP message (no IP/UDP headers) a reply to this request may be."""
+        return max_message_size(self)
+
+    @property
     def pxe_suboptions(self):
         v = self.options.get(OPT_VENDOR_SPECIFIC)
         return parse_suboptions(v) if v else {}
@@ -179,6 +188,20 @@ cdef class Packet:
         if v is None or len(v) < 4:
             return None
         return (v[0] << 8 | v[1], v[2] << 8 | v[3])
+
+
+cdef Py_ssize_t max_message_size(Packet request):
+    """Option 57 less the IP and UDP headers, clamped to 548..16384 as dnsmasq does; 548
+    without it (RFC 2131: every client takes a 576-byte datagram). Below 28, where dnsmasq's
+    unsigned subtraction wraps to its ceiling, the floor: such a client is broken, not big."""
+    cdef bytes v = request.options.get(OPT_MAX_MESSAGE_SIZE)
+    cdef const uint8_t *b
+    cdef Py_ssize_t n
+    if v is None or len(v) < 2:  # dnsmasq reads the option only with 2 bytes or more
+        return MIN_MESSAGE_LEN
+    b = <const uint8_t *><const char *>v
+    n = (b[0] << 8 | b[1]) - IP_UDP_HEADERS
+    return MAX_MESSAGE_LEN if n > MAX_MESSAGE_LEN else MIN_MESSAGE_LEN if n < MIN_MESSAGE_LEN else n
 
 
 def parse(const uint8_t[:] data not None):
@@ -256,21 +279,68 @@ cdef inline void put_be(char *p, uint32_t value, int width) noexcept:
         p[i] = <char>((value >> (8 * (width - 1 - i))) & 0xff)
 
 
+cdef struct Areas:
+    # where options go once the options field is full (RFC 2132 section 9.3), as dnsmasq
+    # fills them (rfc2131.c free_space): the field while it has room, then `file`, then `sname`
+    Py_ssize_t main, limit        # offsets in the message: next option, end of the field
+    Py_ssize_t file, sname        # next option inside `file` and `sname`
+    Py_ssize_t overload           # offset of option 52 once written, else 0
+    int bits                      # option 52's value: 1 file, 2 sname
+    bint file_free, sname_free    # the field carries no boot file / server name
+
+
+cdef Py_ssize_t place(Areas *a, Py_ssize_t n) noexcept:
+    """Offset for an option of n value bytes, or -1 when it fits nowhere (dropped). Each area
+    keeps room for the option, END and one more byte, dnsmasq's test."""
+    cdef Py_ssize_t at
+    if a.main + n + 3 < a.limit:
+        at = a.main
+        a.main += n + 2
+        return at
+    # beyond dnsmasq: option 52 is written only with room for it and END; dnsmasq writes it
+    # anyway and then sends up to 2 bytes past the client's limit
+    if a.overload == 0 and (a.file_free or a.sname_free) and a.main + 4 <= a.limit:
+        a.overload = a.main
+        a.main += 3
+    if a.overload == 0:
+        return -1
+    if a.file_free:
+        a.bits |= 1
+    if a.bits & 1 and a.file + n + 3 < FILE_LEN:
+        at = FILE_OFFSET + a.file
+        a.file += n + 2
+        return at
+    if a.sname_free:
+        a.bits |= 2
+    if a.bits & 2 and a.sname + n + 3 < SNAME_LEN:
+        at = SNAME_OFFSET + a.sname
+        a.sname += n + 2
+        return at
+    return -1
+
+
 def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yiaddr=b"\0\0\0\0",
           bytes siaddr=b"\0\0\0\0", int flags=-1, bytes sname=b"", bytes file=b"",
-          list options=None):
+          list options=None, list dropped=None):
     """A reply to `request`: xid, secs, htype, hlen, chaddr, giaddr echoed; options in the order
-    given, split into several instances when longer than 255 bytes (RFC 3396)."""
-    cdef Py_ssize_t size = OPTIONS_OFFSET + 1, n, i, chunk
+    given, split into several instances when longer than 255 bytes (RFC 3396). It is at most
+    the request's max_message_size: what does not fit the options field goes into `file` and
+    `sname` when they are empty (option 52), else is left out, its code appended to `dropped`."""
+    cdef Py_ssize_t size = OPTIONS_OFFSET + 1, n, i, chunk, at
+    cdef Py_ssize_t limit = max_message_size(request)
+    cdef bint fits
     cdef int c
     cdef bytes value
     cdef char *buf
-    cdef char *p
+    cdef Areas a
     options = options or []
     for code, value in options:  # the length first: one buffer, filled in place
         n = len(value)
         size += 2 + n + 2 * ((n - 1) // 255) if n else 2
-    out = bytearray(size if size > MIN_REPLY_LEN else MIN_REPLY_LEN)  # zero-filled: padding
+    # all in the options field when it holds them, END and dnsmasq's spare byte: the last
+    # option's test, and so every earlier one's. Else each instance is placed on its own.
+    fits = size < limit
+    out = bytearray(limit if not fits else size if size > MIN_REPLY_LEN else MIN_REPLY_LEN)  # zero-filled
     buf = out
     buf[0] = <char>op
     buf[1] = <char>request.htype
@@ -287,25 +357,41 @@ def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yi
     put_field(buf, SNAME_OFFSET, SNAME_LEN - 1, sname)  # always NUL-terminated
     put_field(buf, FILE_OFFSET, FILE_LEN - 1, file)
     memcpy(buf + BOOTP_HEADER_LEN, <const char *>MAGIC_COOKIE, 4)
-    p = buf + OPTIONS_OFFSET
+    a = Areas(main=OPTIONS_OFFSET, limit=limit, file=0, sname=0, overload=0, bits=0,
+              file_free=not file, sname_free=not sname)
     for code, value in options:
         c = code
         if not 0 < c < OPT_END:
             raise ValueError(f"option code {c} out of range")
         n = len(value)
-        if n == 0:
-            p[0] = <char>c
-            p[1] = 0
-            p += 2
         i = 0
-        while i < n:
+        while True:  # an empty value is one instance too
             chunk = n - i if n - i < 255 else 255
-            p[0] = <char>c
-            p[1] = <char>chunk
-            memcpy(p + 2, (<const char *>value) + i, chunk)
-            p += 2 + chunk
+            if fits:
+                at = a.main
+                a.main += 2 + chunk
+            else:
+                at = place(&a, chunk)
+            if at >= 0:
+                buf[at] = <char>c
+                buf[at + 1] = <char>chunk
+                memcpy(buf + at + 2, (<const char *>value) + i, chunk)
+            elif dropped is not None:
+                dropped.append(c)
             i += chunk
-    p[0] = <char>OPT_END
+            if i >= n:
+                break
+    buf[a.main] = <char>OPT_END
+    if a.overload:
+        buf[a.overload] = <char>OPT_OVERLOAD
+        buf[a.overload + 1] = 1
+        buf[a.overload + 2] = <char>a.bits
+        if a.bits & 1:
+            buf[FILE_OFFSET + a.file] = <char>OPT_END
+        if a.bits & 2:
+            buf[SNAME_OFFSET + a.sname] = <char>OPT_END
+    if not fits:  # up to END, zero-padded to 300 bytes
+        del out[a.main + 1 if a.main + 1 > MIN_REPLY_LEN else MIN_REPLY_LEN:]
     return bytes(out)
 
 
