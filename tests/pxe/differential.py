@@ -11,9 +11,13 @@ patterns naming the differences that are intended::
                     sname file msg_type chaddr_pad_nonzero sname_tail_nonzero file_tail_nonzero
     link            eth_dst eth_src ip_src ip_dst udp_sport udp_dport ip_ttl ip_tos ip_df
     layout          length      (BOOTP payload size, i.e. padding)
+                    overload    (option 52's value: 1 file, 2 sname hold options)
+                    overloaded  ([area, code, length] of each option instance in file or
+                                sname: how a reply over the client's size was laid out; the
+                                options field's layout is option-order and length)
                     option-order, pxe-order
     options         option:<code>   e.g. "option:43", "option:*"
-    PXE 43 subs     pxe:<code>      e.g. "pxe:10"
+    PXE 43 subs     pxe:<code>      e.g. "pxe:10"; pxe-end, pxe-after-end (bytes after the end)
     counts          count           (number of replies to a probe)
 
 A probe-specific allowance is written ``<probe>/<key>``, e.g. ``"arch16*/count"``.
@@ -32,7 +36,7 @@ HEADER_FIELDS = ("op", "htype", "hlen", "hops", "xid", "secs", "flags", "ciaddr"
                  "giaddr", "chaddr", "sname", "file", "msg_type", "cookie", "chaddr_pad_nonzero",
                  "sname_tail_nonzero", "file_tail_nonzero")
 LINK_FIELDS = ("eth_dst", "eth_src", "ip_src", "ip_dst", "udp_sport", "udp_dport", "ip_ttl", "ip_tos", "ip_df")
-LAYOUT_FIELDS = ("length",)
+LAYOUT_FIELDS = ("length", "overload", "overloaded")
 # Not compared: t (arrival time), udp_csum*, udp_len (follows length), decoded convenience keys.
 
 
@@ -106,6 +110,9 @@ def compare(a: dict[str, Any] | None, b: dict[str, Any] | None, allow: Iterable[
             out.append(f"pxe-order: {na}={ord_a} {nb}={ord_b}")
         if pa.get("end") != pb.get("end") and not _allowed("pxe-end", allow, probe):
             out.append(f"pxe-end: {na}={pa.get('end')} {nb}={pb.get('end')}")
+        # what follows the end marker (an overloaded reply can put sub-options there), as bytes
+        if pa.get("after_end") != pb.get("after_end") and not _allowed("pxe-after-end", allow, probe):
+            out.append(f"pxe-after-end: {na}={pa.get('after_end')} {nb}={pb.get('after_end')}")
     return out
 
 

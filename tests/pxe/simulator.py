@@ -147,7 +147,7 @@ class ClientProfile:
     uuid: bytes = field(default_factory=lambda: uuidlib.UUID("8a0c4d1e-5b1f-4c6e-9e2a-0123456789ab").bytes)
     undi: str | None = None  # the UNDI:yyyzzz part of option 60; None = per firmware kind
     nii: bytes = b"\x01\x03\x10"  # option 94: UNDI 3.16
-    max_size: int = 1472  # option 57
+    max_size: int | None = 1472  # option 57; None: not sent (the reply must fit 576-byte IP)
     ipxe: bool = False  # chainloaded iPXE: user class iPXE and option 175
     user_class_form: str = "plain"  # "plain" ("iPXE", as iPXE sends it) or "rfc3004"
     user_class: str | None = None  # another user class string
@@ -163,7 +163,7 @@ class ClientProfile:
         params = self.param_list or (IPXE_PARAM_LIST if self.ipxe else PXE_PARAM_LIST)
         opts: list[tuple[int, bytes]] = [
             (53, bytes([msg_type])),
-            (57, struct.pack("!H", self.max_size)),
+            *([(57, struct.pack("!H", self.max_size))] if self.max_size is not None else []),
             (55, bytes(params)),
             (97, b"\x00" + self.uuid),
             (94, self.nii),
@@ -261,6 +261,8 @@ def decode_pxe(value: bytes) -> dict[str, Any]:
     """Option 43 as PXE 2.1 sub-options, with the menu, servers and prompt spelled out."""
     subs, facts = parse_tlv(value)
     out: dict[str, Any] = {"subs": subs, "end": facts["end"] is not None}
+    if facts["end"] is not None and facts["end"] + 1 < len(value):
+        out["after_end"] = value[facts["end"] + 1:].hex()  # more sub-options, or junk
     m = _merged(subs)
     if 6 in m and m[6]:
         out["discovery_control"] = m[6][0]
@@ -304,13 +306,20 @@ def decode_bootp(data: bytes) -> dict[str, Any]:
     d["options_facts"] = facts
     overload = _merged(options).get(52, b"\0")[:1]
     ov = overload[0] if overload else 0
+    # where each option instance sits: [area, code, length], area "main", "file" or "sname"
+    areas = [["main", c, len(h) // 2] for c, h in options]
     # RFC 2131 section 4.1: options field first, then file, then sname.
     if ov & 1:
         more, _ = parse_tlv(file)
         options += more
+        areas += [["file", c, len(h) // 2] for c, h in more]
     if ov & 2:
         more, _ = parse_tlv(sname)
         options += more
+        areas += [["sname", c, len(h) // 2] for c, h in more]
+    d["overload"] = ov
+    d["option_areas"] = areas
+    d["overloaded"] = [a for a in areas if a[0] != "main"]
     d["sname"] = "" if ov & 2 else _cstr(sname)
     d["file"] = "" if ov & 1 else _cstr(file)
     # bytes after the terminating NUL must be zero: no stale memory on the wire

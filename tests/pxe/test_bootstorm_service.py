@@ -108,3 +108,19 @@ def test_malformed_flood_then_good_discover(lan, client, servers, tmp_path, tftp
     suppressed = sum(int(n) for n in re.findall(r"dhcp-malformed-suppressed .*count=(\d+)", bs.log))
     assert lines + suppressed == st["malformed"]
     assert lines <= 10 * (1 + int(res["seconds"]) + 2), f"{lines} dhcp-malformed lines: the log is flooded"
+
+
+def test_a_reply_cut_for_a_small_client_is_logged_and_counted(lan, client, servers, tmp_path):
+    """A client without option 57 takes 548 bytes: a menu with a 240-byte prompt loses the
+    prompt there (one dhcp-reply-cut line, cut_replies=1); a client at 1472 gets it all."""
+    toml = tmp_path / "pxe.toml"
+    toml.write_text(MENU_TOML.format(root=tmp_path).replace("Press F8 for boot menu", "P" * 240))
+    bs = servers.bootstorm(lan["srv"], toml=toml, extra=["--no-tftp"])
+    small = client.discover(0, max_size=None).reply
+    big = client.discover(0).reply
+    bs.stop()
+    assert small["length"] <= 548 and "prompt" not in small["pxe"] and small["pxe"]["menu"]
+    assert big["length"] > 548 and big["pxe"]["prompt"]["text"] == "P" * 240
+    (line,) = re.findall(r"dhcp-reply-cut .*", bs.log)
+    assert line == f"dhcp-reply-cut options left out: 43 mac={lan['cli'].mac} max_size=548", line
+    assert _stats(bs.log)["cut_replies"] == 1

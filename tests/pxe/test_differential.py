@@ -64,6 +64,35 @@ def bootserver(t: int, layer: int = 0, arch: int = 0, bcast: bool = False) -> Pr
                  "boot_server_request", {"item": (t, layer), "arch": arch, "broadcast": bcast})
 
 
+def sized(probe: Probe, max_size: int | None) -> Probe:
+    """The probe from a client that sends option 57 = max_size, or none at all (None): a reply
+    must then fit 548 bytes (RFC 2131's 576-byte datagram). The standard probes send 1472."""
+    tag = "no57" if max_size is None else f"57-{max_size}"
+    return Probe(f"{probe.name}-{tag}", probe.action, {**probe.kwargs, "max_size": max_size},
+                 probe.expect, probe.wait)
+
+
+def small_clients(*, archs=(0,), ipxe: bool = False) -> list[Probe]:
+    """Clients without option 57 (and one at 576, the smallest legal value): DISCOVER direct
+    and relayed, the 4011 REQUEST, the boot-server REQUEST for the first menu item."""
+    base = [Probe(f"discover-arch{a}", "discover", {"arch": a}) for a in archs]
+    base += [Probe(f"discover-arch{a}-ipxe", "discover", {"arch": a, "ipxe": True}) for a in archs if ipxe]
+    base += [Probe("relay-discover-arch0", "discover", {"arch": 0, "relay": True}),
+             Probe("request4011-arch0", "request_4011", {"arch": 0, "sport": 4011}),
+             bootserver(0x8000, 0), bootserver(0x8000, 0, bcast=True)]
+    return [sized(p, None) for p in base] + [sized(base[0], 576)]
+
+
+PROMPT = ("Press F8 within 5 seconds for the network boot menu; without a key this machine boots "
+          "from its local disk. Lab PCs: ask the helpdesk (ext. 4242) before reinstalling; the "
+          "images are rebuilt every Monday night.")
+
+# max-size: an option 43 that dnsmasq splits in six instances of 240, 110, 220, 50, 255 and 20
+# bytes (menu; prompt; vendor sub-options 31, 32, 33, 34), so that a 548-byte reply shows every
+# rule: 110 into `file`, 50 into `sname`, 20 back into the options field, 220 and 255 left out
+MENU1, MENU2 = ("Network boot " + "n" * 110)[:110], ("Local disk " + "l" * 110)[:110]
+
+
 SCENARIOS = [
     # BIOS menu with prompt: two x86PC entries (one local boot), UEFI single services too
     Diff("bios-menu", """
@@ -362,6 +391,88 @@ vendor-options = [
 ]
 
 
+SCENARIOS += [
+    # a big BIOS menu and a long prompt to clients that send no option 57: dnsmasq keeps the
+    # first option 43 instance (6, 8) and leaves out the menu and the prompt (too big for
+    # `file` and `sname` too), yet writes option 52; at 1472 bytes everything fits
+    Diff("max-size-menu", """
+dhcp-range=10.213.0.0,proxy
+pxe-service=x86PC,"Debian 12 installer",debian-installer/pxelinux
+pxe-service=x86PC,"Debian 12 rescue",debian-rescue/pxelinux
+pxe-service=x86PC,"Ubuntu 24.04 server",ubuntu2404/pxelinux
+pxe-service=x86PC,"Ubuntu 22.04 server",ubuntu2204/pxelinux
+pxe-service=x86PC,"Fedora 40 netinst",fedora40/pxelinux
+pxe-service=x86PC,"Rocky Linux 9",rocky9/pxelinux
+pxe-service=x86PC,"AlmaLinux 9",alma9/pxelinux
+pxe-service=x86PC,"memtest86+",memtest
+pxe-service=x86PC,"Clonezilla live",clonezilla/pxelinux
+pxe-service=x86PC,"Boot from local disk"
+pxe-service=BC_EFI,"UEFI shim",bootx64.efi
+pxe-service=BC_EFI,"UEFI GRUB",grubx64.efi
+pxe-prompt="@PROMPT@",5
+""".replace("@PROMPT@", PROMPT), HEADER + """
+ranges = [{ network = "10.213.0.0" }]
+prompts = [{ text = "@PROMPT@", timeout = 5 }]
+services = [
+  { arch = 0, menu = "Debian 12 installer", file = "debian-installer/pxelinux" },
+  { arch = 0, menu = "Debian 12 rescue", file = "debian-rescue/pxelinux" },
+  { arch = 0, menu = "Ubuntu 24.04 server", file = "ubuntu2404/pxelinux" },
+  { arch = 0, menu = "Ubuntu 22.04 server", file = "ubuntu2204/pxelinux" },
+  { arch = 0, menu = "Fedora 40 netinst", file = "fedora40/pxelinux" },
+  { arch = 0, menu = "Rocky Linux 9", file = "rocky9/pxelinux" },
+  { arch = 0, menu = "AlmaLinux 9", file = "alma9/pxelinux" },
+  { arch = 0, menu = "memtest86+", file = "memtest" },
+  { arch = 0, menu = "Clonezilla live", file = "clonezilla/pxelinux" },
+  { arch = 0, menu = "Boot from local disk" },
+  { arch = 9, menu = "UEFI shim", file = "bootx64.efi" },
+  { arch = 9, menu = "UEFI GRUB", file = "grubx64.efi" },
+]
+""".replace("@PROMPT@", PROMPT), probes=standard_probes(boot_items=()) + small_clients(ipxe=True) + [
+        sized(Probe("request4011-arch9", "request_4011", {"arch": 9, "sport": 68}), None),
+    ]),
+    # every placement rule (see MENU1): iPXE clients get a boot file (only `sname` is free, and
+    # their last sub-option is one byte longer: the options field would end at 548, dnsmasq's
+    # spare byte leaves it out); a boot-server ACK has its file; 57 = 620 moves the layout
+    Diff("max-size", f"""
+dhcp-range=10.213.0.0,proxy
+dhcp-userclass=set:ipxe,iPXE
+dhcp-boot=tag:ipxe,http://10.213.0.1/boot.ipxe,,10.213.0.1
+pxe-service=x86PC,"{MENU1}",pxelinux
+pxe-service=x86PC,"{MENU2}"
+pxe-service=BC_EFI,"UEFI a",bootx64.efi
+pxe-service=BC_EFI,"UEFI b",grubx64.efi
+dhcp-option=tag:ipxe,vendor:PXEClient,34,"{'e' * 18}"
+dhcp-option=tag:!ipxe,vendor:PXEClient,34,"{'d' * 17}"
+dhcp-option=vendor:PXEClient,33,"{'c' * 253}"
+dhcp-option=vendor:PXEClient,32,"{'b' * 48}"
+dhcp-option=vendor:PXEClient,31,"{'a' * 218}"
+pxe-prompt="{'P' * 107}",5
+""", HEADER + f"""
+ranges = [{{ network = "10.213.0.0" }}]
+rules = [{{ set = "ipxe", user-class = "iPXE" }}]
+boot = [{{ tags = ["ipxe"], file = "http://10.213.0.1/boot.ipxe", server = "10.213.0.1" }}]
+prompts = [{{ text = "{'P' * 107}", timeout = 5 }}]
+services = [
+  {{ arch = 0, menu = "{MENU1}", file = "pxelinux" }},
+  {{ arch = 0, menu = "{MENU2}" }},
+  {{ arch = 9, menu = "UEFI a", file = "bootx64.efi" }},
+  {{ arch = 9, menu = "UEFI b", file = "grubx64.efi" }},
+]
+vendor-options = [
+  {{ code = 31, text = "{'a' * 218}", vendor = "PXEClient" }},
+  {{ code = 32, text = "{'b' * 48}", vendor = "PXEClient" }},
+  {{ code = 33, text = "{'c' * 253}", vendor = "PXEClient" }},
+  {{ code = 34, text = "{'d' * 17}", vendor = "PXEClient", tags = ["!ipxe"] }},
+  {{ code = 34, text = "{'e' * 18}", vendor = "PXEClient", tags = ["ipxe"] }},
+]
+""", probes=standard_probes(archs=(0, 6, 7, 9, 11), boot_items=()) + small_clients(ipxe=True) + [
+        sized(Probe("discover-arch0", "discover", {"arch": 0}), 620),
+        sized(Probe("discover-arch0", "discover", {"arch": 0}), 28),  # 548 too: the wrap starts below
+        sized(Probe("request4011-arch9", "request_4011", {"arch": 9, "sport": 68}), None),
+    ]),
+]
+
+
 # --- the two segments ---------------------------------------------------------------
 def _segment(stack) -> tuple[netns.Lan, Client, Client, Client]:
     lan = stack.enter_context(netns.pxe_lan())
@@ -462,6 +573,36 @@ def check_vendor_facts(scen: Diff, ref: dict) -> None:
             assert r["option_codes"].count(43) == n, name
 
 
+# What dnsmasq 2.90 sends a client that takes 548 bytes (src/rfc2131.c free_space), pinned on
+# its own replies: (length, option 52, [area, code, length] of options 43 and 52).
+MAX_SIZE_FACTS = {
+    "max-size-menu": {  # the menu still fits; the prompt does not, option 52 names empty fields
+        "discover-arch0-no57": (546, 3, [["main", 43, 68], ["main", 43, 191], ["main", 52, 1]]),
+        "discover-arch0": (757, 0, [["main", 43, 68], ["main", 43, 191], ["main", 43, 212]]),
+    },
+    "max-size": {
+        "discover-arch0-no57": (547, 3, [["main", 43, 240], ["main", 52, 1], ["main", 43, 20],
+                                         ["file", 43, 110], ["sname", 43, 50]]),
+        "discover-arch0-ipxe-no57": (525, 2, [["main", 43, 240], ["main", 52, 1], ["sname", 43, 50]]),
+        "bootserver-0x8000.0-arch0-4011-no57": (475, 2, [["main", 43, 116], ["main", 52, 1],
+                                                         ["main", 43, 50], ["main", 43, 20]]),
+        "discover-arch0-57-620": (577, 3, [["main", 43, 240], ["main", 52, 1], ["main", 43, 50],
+                                           ["file", 43, 110], ["sname", 43, 20]]),
+        "discover-arch0": (1187, 0, [["main", 43, n] for n in (240, 110, 220, 50, 255, 20)]),
+    },
+}
+
+
+def check_max_size_facts(scen: Diff, ref: dict) -> None:
+    for name, replies in ref.items():
+        if name.endswith(("-no57", "-57-576", "-57-28")):
+            assert replies and all(r["length"] <= 548 for r in replies), name
+    for name, (length, overload, areas) in MAX_SIZE_FACTS.get(scen.name, {}).items():
+        (r,) = ref[name]
+        assert (r["length"], r["overload"], [a for a in r["option_areas"] if a[1] in (43, 52)]) \
+            == (length, overload, areas), name
+
+
 @pytest.mark.parametrize("scen", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_differential(scen, segments, tmp_path):
     with ThreadPoolExecutor(2) as pool:
@@ -475,6 +616,7 @@ def test_differential(scen, segments, tmp_path):
     check_http_boot(scen, ref, got)
     check_bios_siaddr(scen, ref, got)
     check_vendor_facts(scen, ref)
+    check_max_size_facts(scen, ref)
     # the allow-list is no blanket: everything outside it was compared and agreed
     assert set(ref) == set(got)
 

@@ -315,6 +315,22 @@ def test_compare_reports_and_allows():
     assert compare(base, base) == []
 
 
+def test_compare_sees_where_an_overloaded_reply_put_its_options():
+    """The same options, once in `file` and once in `sname`: option 52, the areas and the
+    sub-options after option 43's end marker (file's, read after the options field's) differ."""
+    tail = bytes.fromhex("200141") + b"\xff"  # sub-option 32 after the end marker's instance
+    opts = [(53, b"\x02"), (43, bytes.fromhex("060103ff"))]
+    in_file = decode_bootp(build_bootp(op=2, xid=7, file=bytes([43, len(tail)]) + tail + b"\xff",
+                                       options=opts + [(52, b"\x01")]))
+    in_sname = decode_bootp(build_bootp(op=2, xid=7, sname=bytes([43, len(tail)]) + tail + b"\xff",
+                                        options=opts + [(52, b"\x02")]))
+    assert in_file["overloaded"] == [["file", 43, 4]] and in_file["pxe"]["after_end"] == tail.hex()
+    assert compare(in_file, in_sname) == ["overload: a=1 b=2", "overloaded: a=[['file', 43, 4]] b=[['sname', 43, 4]]",
+                                          "option:52: a=01 b=02"]
+    alone = decode_bootp(build_bootp(op=2, xid=7, options=opts + [(52, b"\x02")]))  # 52 names an empty sname
+    assert compare(in_sname, alone, allow=["overloaded", "option-order"]) == [f"pxe-after-end: a={tail.hex()} b=None"]
+
+
 def test_lan_is_removed_even_on_failure(netns_required):
     names = []
     with pytest.raises(RuntimeError):
