@@ -1304,7 +1304,9 @@ _MAC = bytes.fromhex("525400123456")
 
 
 def _packet(mtype: int, arch: int, vendor: str, user_class: bytes | None, *, ciaddr=b"\0" * 4,
-            boot_item: tuple[int, int] | None = None):
+            boot_item: tuple[int, int] | None = None, max_size: int | None = None):
+    """A request as firmware sends it; with no option 57 unless max_size is given, as some PXE
+    ROMs send none: the reply is then cut to 548 bytes (see _fit)."""
     from bootstorm._native import dhcp
 
     head = bytes((1, 1, 6, 0)) + (0x12345678).to_bytes(4, "big") + bytes(4) + ciaddr + bytes(12)
@@ -1316,6 +1318,8 @@ def _packet(mtype: int, arch: int, vendor: str, user_class: bytes | None, *, cia
         opts.append((175, b"\x13\x01\x01"))  # iPXE's encapsulated options
     if boot_item:
         opts.append((43, bytes((71, 4)) + boot_item[0].to_bytes(2, "big") + boot_item[1].to_bytes(2, "big") + b"\xff"))
+    if max_size is not None:
+        opts.append((57, max_size.to_bytes(2, "big")))
     body = b"".join(bytes((c, len(v))) + v for c, v in opts) + b"\xff"
     return dhcp.parse(head + body)
 
@@ -1371,8 +1375,9 @@ def _fmt(d: dict) -> list[str]:
     return out
 
 
-def report(config: Config, result: Result | None = None) -> tuple[str, list[str]]:
-    """Text for `bootstorm check`, and the boot files it found missing under the TFTP root."""
+def report(config: Config, result: Result | None = None) -> tuple[str, list[str], int]:
+    """Text for `bootstorm check`, the boot files it found missing under the TFTP root, and how
+    many replies it shows lose options for clients without option 57."""
     from bootstorm.policy import Policy
 
     lines: list[str] = []
@@ -1402,7 +1407,7 @@ def report(config: Config, result: Result | None = None) -> tuple[str, list[str]
             pol = Probe(dcfg)
             results = {}
             for label, arch, vendor, uc in _KINDS:
-                results[label] = _client(pol, arch, vendor, uc, local)
+                results[label] = _client(pol, label, arch, vendor, uc, local)
             return pol, results
 
         _, plain = run(frozenset())
@@ -1420,6 +1425,7 @@ def report(config: Config, result: Result | None = None) -> tuple[str, list[str]
                     lines.append(f"    {label}:")
                     lines += [f"      {s}" for s in steps[0]]
                     files |= steps[1]
+    cut = sum(line.lstrip().startswith("warning: ") for line in lines)
     missing = []
     if config.tftp is None:
         lines.append("TFTP: off")
@@ -1444,7 +1450,7 @@ def report(config: Config, result: Result | None = None) -> tuple[str, list[str]
         if result.notes:
             lines.append("Accepted without effect on PXE clients:")
             lines += [f"  {n}" for n in result.notes]
-    return "\n".join(lines) + "\n", missing
+    return "\n".join(lines) + "\n", missing, cut
 
 
 def _server_address(dcfg) -> bytes:
@@ -1459,8 +1465,68 @@ def _server_address(dcfg) -> bytes:
     return addr.packed
 
 
-def _client(pol, arch, vendor, uc, local) -> tuple[list[str], set[str]]:
-    """What one client kind goes through: DISCOVER on 67, REQUEST on 4011, boot server ACKs."""
+_PXE_SUBOPTIONS = {6: "discovery control", 8: "boot servers", 9: "PXE menu", 10: "prompt"}
+_SNAME, _FILE = (44, 64), (108, 128)  # BOOTP header fields (offset, length), RFC 2131 section 2
+
+
+def _codes(area: bytes) -> list[int]:
+    """Option codes in a run of options (an overloaded file or sname field, a joined option 43)."""
+    codes, i = [], 0
+    while i + 1 < len(area) and area[i] != 255:
+        if area[i]:
+            codes.append(area[i])
+            i += 1 + area[i + 1]
+        i += 1
+    return codes
+
+
+def _fit(a, *request, **kw) -> tuple[int, int, list[int], list[int], list[int]]:
+    """The reply's size for a client that takes it all, and what one of the same kind that sends
+    no option 57 misses: (size, its limit, codes left out, codes moved into file/sname,
+    option 43 sub-options left out). dhcp.build, the server's encoder, makes both replies:
+    the policy's answer holds options, the cut is the codec's, per request."""
+    from bootstorm._native import dhcp
+
+    def build(pkt, dropped=None) -> bytes:
+        return dhcp.build(pkt, 2, ciaddr=a.ciaddr, yiaddr=a.yiaddr, siaddr=a.siaddr, flags=a.flags,
+                          sname=a.sname, file=a.file, options=a.options, dropped=dropped)
+
+    full = len(build(_packet(*request, max_size=0xFFFF, **kw)))  # option 57's largest: no cut
+    pkt, dropped = _packet(*request, **kw), []
+    sent = build(pkt, dropped)
+    got = dhcp.parse(sent).options  # RFC 3396: instances joined, from file and sname too
+    # option 52 may be written with nothing after it: what moved is what the fields now hold
+    bits = got.get(52, b"\0")[0]
+    moved = [c for bit, (at, n) in ((1, _FILE), (2, _SNAME)) if bits & bit for c in _codes(sent[at:at + n])]
+    subs, kept = _codes(b"".join(v for c, v in a.options if c == 43)), _codes(got.get(43, b""))
+    lost = [c for c in subs if c not in kept] if 43 in dropped else []
+    return full, pkt.max_message_size, dropped, moved, lost
+
+
+def _fit_line(label: str, a, *request, where: str = "", **kw) -> tuple[int, str | None]:
+    """The reply's size, and a line when a client of this kind without option 57 would not get
+    it whole: a warning when options are left out, a note when they only move into file/sname
+    (option 52; a client that ignores it loses them too)."""
+    full, limit, dropped, moved, lost = _fit(a, *request, **kw)
+    if not dropped and not moved:
+        return full, None
+
+    def named(codes, subs=()):
+        out = []
+        for c in dict.fromkeys(codes):  # once each, in order: option 43 comes in instances
+            names = ", ".join(f"{s} {_PXE_SUBOPTIONS.get(s, 'vendor')}" for s in subs) if c == 43 else ""
+            out.append(f"option {c}" + (f" (sub-option{'s' * (len(subs) > 1)} {names})" if names else ""))
+        return ", ".join(out)
+
+    parts = ([f"lose {named(dropped, lost)}"] if dropped else []) + \
+            ([f"get {named(moved)} only in the file/sname field (option 52)"] if moved else [])
+    return full, (f"{'warning' if dropped else 'note'}: {label} clients without option 57 ({limit}-byte "
+                  f"limit) {' and '.join(parts)}{where}: reply would be {full} bytes")
+
+
+def _client(pol, label, arch, vendor, uc, local) -> tuple[list[str], set[str]]:
+    """What one client kind goes through: DISCOVER on 67, REQUEST on 4011, boot server ACKs;
+    with each reply's size and what a client of the kind without option 57 would miss of it."""
     steps, files = [], set()
     mask = socket.inet_aton("255.255.255.0")
     a = pol.answer(_packet(1, arch, vendor, uc), on_pxe_port=False, local=local, local_netmask=mask)
@@ -1468,30 +1534,40 @@ def _client(pol, arch, vendor, uc, local) -> tuple[list[str], set[str]]:
         return ["nothing (no answer)"], files
     d = _describe(a, local)
     redirect = arch >= 6 and not any(c == 43 for c, _ in a.options) and vendor.startswith("PXEClient")
+    size, cut = _fit_line(label, a, 1, arch, vendor, uc, where=" in the offer on :67" if redirect else "")
     if redirect:
         steps.append("offer on :67 without a menu: asks again on port 4011")
-        ack = pol.answer(_packet(3, arch, vendor, uc, ciaddr=local[:3] + b"\x64"), on_pxe_port=True,
+        if cut:
+            steps.append(cut)
+        ciaddr = local[:3] + b"\x64"
+        ack = pol.answer(_packet(3, arch, vendor, uc, ciaddr=ciaddr), on_pxe_port=True,
                          local=local, local_netmask=mask)
         if ack is None:
             steps.append("port 4011: nothing (no answer)")
             return steps, files
         d = _describe(ack, local)
-        steps.append("port 4011: " + ("; ".join(_fmt(d)) or "empty answer"))
+        size, cut = _fit_line(label, ack, 3, arch, vendor, uc, ciaddr=ciaddr, where=" on port 4011")
+        steps.append("port 4011: " + "; ".join((_fmt(d) or ["empty answer"]) + [f"reply {size} bytes"]))
     else:
-        steps.append("; ".join(_fmt(d)) or "answer without menu or boot file")
+        steps.append("; ".join((_fmt(d) or ["answer without menu or boot file"]) + [f"reply {size} bytes"]))
+    if cut:
+        steps.append(cut)
     if d["file"] and d["siaddr"] in ("this server", ""):
         files.add(d["file"])
     for t, text in d["menu"]:
         if t == 0:
             steps.append(f"  item {t} ({text!r}): local boot")
             continue
-        ack = pol.answer(_packet(3, arch, vendor, uc, ciaddr=local[:3] + b"\x64", boot_item=(t, 0)),
-                         on_pxe_port=True, local=local, local_netmask=mask)
+        item = dict(ciaddr=local[:3] + b"\x64", boot_item=(t, 0))
+        ack = pol.answer(_packet(3, arch, vendor, uc, **item), on_pxe_port=True, local=local, local_netmask=mask)
         if ack is None:
             steps.append(f"  item {t} ({text!r}): boot server elsewhere, or no answer")
             continue
         bd = _describe(ack, local)
         steps.append(f"  item {t} ({text!r}): boot file {bd['file']!r} from {bd['siaddr'] or 'this server'}")
+        _, cut = _fit_line(label, ack, 3, arch, vendor, uc, where=f" for item {t}", **item)
+        if cut:
+            steps.append(f"  {cut}")
         if bd["siaddr"] in ("this server", ""):
             files.add(bd["file"])
     return steps, files
@@ -1509,12 +1585,15 @@ def cmd_check(args) -> int:
         else:
             result = load(args.conf_file)
             config = result.config
-        text, missing = report(config, result)
+        text, missing, cut = report(config, result)
     except ConfigError as exc:
         print(f"bootstorm check: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(text)
-    print("configuration valid" + (f"; {len(missing)} boot file(s) missing" if missing else ""))
+    # both are warnings, exit 0: the config is valid and serves (exit 2 is for one that is not);
+    # what a reply loses depends on the client's option 57, which only the client knows
+    print("configuration valid" + (f"; {len(missing)} boot file(s) missing" if missing else "")
+          + (f"; {cut} reply(s) too big for clients without option 57" if cut else ""))
     return 0
 
 

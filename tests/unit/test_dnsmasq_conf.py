@@ -474,7 +474,7 @@ def test_check_output(tmp_path, capsys):
     assert cli.main(["check", "--conf-file", f]) == 0
     out = capsys.readouterr().out
     assert "  BIOS (arch 0):\n    menu item 32768: 'Network boot'; menu item 0: 'Local disk'; " \
-           "prompt 'Boot menu', timeout 5 s\n" in out
+           "prompt 'Boot menu', timeout 5 s; reply 337 bytes\n" in out
     assert "item 32768 ('Network boot'): boot file 'pxelinux.0' from this server" in out
     assert "  UEFI x64 (arch 7):\n    offer on :67 without a menu: asks again on port 4011\n" \
            "    port 4011: boot file 'ipxe.efi' from this server" in out
@@ -490,6 +490,65 @@ def test_check_output(tmp_path, capsys):
     toml.write_text(dnsmasq.to_toml(dnsmasq.load(f).config))
     assert cli.main(["check", "--config", str(toml)]) == 0
     assert "missing under the root: grubaa64.efi" in capsys.readouterr().out
+
+
+def test_check_reply_that_fits_every_client_has_no_size_warning(tmp_path, capsys):
+    f = conf(tmp_path, SAMPLE.format(root=tmp_path))
+    assert cli.main(["check", "--conf-file", f]) == 0
+    out = capsys.readouterr().out
+    assert "port 4011: boot file 'ipxe.efi' from this server; server name '192.168.10.1'; reply 300 bytes\n" in out
+    assert "option 57" not in out and "warning:" not in out
+
+
+# ten services and a 200-byte prompt: option 43 in three instances (servers; menu; prompt) of
+# 75, 192 and 204 bytes, a 757-byte offer; at 548 bytes only the first fits, nor do the others
+# fit the 128-byte file field
+BIG_MENU = HEAD + "".join(f'pxe-service=x86PC,"Install option {i}",img{i}\n' for i in range(10)) + \
+    f'pxe-prompt="{"P" * 200}",10\ndhcp-userclass=set:ipxe,iPXE\ndhcp-boot=tag:ipxe,http://192.168.1.1/boot.ipxe\n'
+
+
+def _offer(tmp_path, text, kind=0):
+    from bootstorm.policy import Policy
+    dcfg = load(tmp_path, text).config.dhcp
+    _, arch, vendor, uc = dnsmasq._KINDS[kind]
+    pkt = dnsmasq._packet(1, arch, vendor, uc)
+    a = Policy(dcfg).answer(pkt, on_pxe_port=False, local=dnsmasq._server_address(dcfg),
+                            local_netmask=bytes((255, 255, 255, 0)))
+    return a, (1, arch, vendor, uc)
+
+
+def test_check_warns_when_a_client_without_option_57_loses_options(tmp_path, capsys):
+    # exactly what the codec leaves out: both later instances of 43, the menu and the prompt
+    a, request = _offer(tmp_path, BIG_MENU)
+    assert dnsmasq._fit(a, *request) == (757, 548, [43, 43], [], [9, 10])
+    a, request = _offer(tmp_path, BIG_MENU, kind=5)  # iPXE on BIOS: the same, its file field taken
+    assert dnsmasq._fit(a, *request) == (757, 548, [43, 43], [], [9, 10])
+    assert cli.main(["check", "--conf-file", conf(tmp_path, BIG_MENU)]) == 0  # a warning: still exit 0
+    out = capsys.readouterr().out
+    lines = [line.strip() for line in out.splitlines() if "option 57" in line]
+    why = "lose option 43 (sub-options 9 PXE menu, 10 prompt): reply would be 757 bytes"
+    assert lines == [f"warning: BIOS (arch 0) clients without option 57 (548-byte limit) {why}",
+                     f"warning: iPXE on BIOS clients without option 57 (548-byte limit) {why}",
+                     f"warning: BIOS (arch 0) clients without option 57 (548-byte limit) {why}",  # tag ipxe
+                     "configuration valid; 3 reply(s) too big for clients without option 57"]
+    # under the reply it is about, before its menu items; UEFI clients get the prompt alone: fits
+    assert "timeout 10 s; reply 757 bytes\n    warning: BIOS (arch 0) clients" in out
+    assert "  UEFI x64 (arch 7):\n    offer on :67 without a menu: asks again on port 4011\n" \
+           "    port 4011: empty answer; reply 489 bytes\n  UEFI x64 (arch 9)" in out
+
+
+def test_check_notes_options_moved_into_the_file_field(tmp_path, capsys):
+    # 13 services: a 254-byte first instance of 43 fits, the prompt's 10-byte one goes into the
+    # empty file field (option 52) - lost only to a client that ignores option 52: a note
+    text = HEAD + "".join(f'pxe-service=x86PC,"Option {i:02d}",img{i}\n' for i in range(13)) + \
+        'pxe-prompt="Choose",10\n'
+    a, request = _offer(tmp_path, text)
+    assert dnsmasq._fit(a, *request) == (548, 548, [], [43], [])
+    assert cli.main(["check", "--conf-file", conf(tmp_path, text)]) == 0
+    out = capsys.readouterr().out
+    assert "    note: BIOS (arch 0) clients without option 57 (548-byte limit) get option 43 only in " \
+           "the file/sname field (option 52): reply would be 548 bytes\n" in out
+    assert out.endswith("configuration valid\n")
 
 
 def test_check_invalid_exits_2(tmp_path, capsys):
