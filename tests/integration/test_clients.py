@@ -69,8 +69,8 @@ def test_client_sizes(std_server, std_root, out_dir, client, name):
     if client.startswith("curl") and size == 0:
         # curl 7.88 quirk (FACTS.md), not a server bug: it asks tsize, gets OACK tsize=0
         # and then fails with "(71) getpeername() failed with errno 107" before ACKing
-        # the OACK, writing nothing. The server keeps the transfer until its give-up
-        # timeout (30 s by default), or until it is stopped.
+        # the OACK, writing nothing. Its port closed, the server's first OACK resend meets
+        # ICMP port unreachable and the transfer ends (outcome unreachable).
         assert result.returncode == 71, (result.returncode, result.stderr)
         assert not out.exists() or out.stat().st_size == 0
         return

@@ -286,6 +286,19 @@ def test_stranger_is_refused_and_the_transfer_goes_on(tftp_server, root):
     assert (rec["outcome"], rec["retransmits"]) == ("ok", "0")
 
 
+def test_client_that_vanishes_frees_its_transfer(tftp_server, root):
+    make_file(root, "f.bin", 20 * 512 + 7)
+    server = tftp_server(root, "--retransmit-timeout", "0.2")
+    with RawClient(server.addr) as c:
+        c.send_rrq("f.bin")
+        assert c.expect(OP_DATA, 2)[0] == 1
+    # the client's port is closed: the first retransmission meets ICMP port unreachable on
+    # the connected socket, and the transfer ends then, not after the 30 s give-up timeout
+    rec = server.wait_transfers(1, 5)[0]
+    assert (rec["outcome"], rec["bytes"], rec["retransmits"]) == ("unreachable", "0", "1"), rec
+    assert float(rec["seconds"]) < 2, rec
+
+
 def test_retransmitted_rrq_starts_one_transfer(tftp_server, root):
     data = make_file(root, "f.bin", 5000)
     server = tftp_server(root)

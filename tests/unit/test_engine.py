@@ -705,6 +705,37 @@ def test_oack_then_ack_0_then_data(rig):
     assert rig.done == [(c.slot, "ok", 0, 3000, 0, 0)]
 
 
+def _client_gone(rig, c):
+    """The client closes its port (it gave up, or its machine rebooted)."""
+    rig.peers.remove(c)
+    c.sock.close()
+
+
+def test_closed_client_port_ends_the_transfer_at_once(rig):
+    c = rig.transfer(os.urandom(1500), rto=100)
+    c.data(1)
+    _client_gone(rig, c)
+    rig.at(100)  # the retransmission meets ICMP port unreachable on the connected socket
+    rig.received = rig.engine.packets_out  # that datagram reached nobody
+    rig.pump()
+    assert rig.done == [(c.slot, "unreachable", 0, 0, 1, 100)]  # not 30 s of backoff later
+    assert rig.engine.active == 0
+    assert port_is_free(c.server[1])
+    rig.at(1000)  # no timer left behind
+
+
+def test_closed_client_port_noticed_by_the_next_send(rig):
+    oack = b"\x00\x06tsize\x00100\x00"
+    c = rig.transfer(b"q" * 100, oack=oack, rto=100)
+    assert c.recv_raw() == oack
+    _client_gone(rig, c)
+    rig.at(100)  # resent; the ICMP error waits on the socket, unread
+    rig.received = rig.engine.packets_out
+    rig.at(300)  # the next send reports it
+    assert rig.done == [(c.slot, "unreachable", 0, 0, 1, 300)]
+    assert port_is_free(c.server[1])
+
+
 def test_oack_lost_is_resent_on_timeout(rig):
     oack = b"\x00\x06tsize\x00100\x00"
     c = rig.transfer(b"q" * 100, oack=oack, rto=100)

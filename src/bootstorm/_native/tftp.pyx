@@ -9,7 +9,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset, strlen
-from libc.errno cimport EMSGSIZE, errno
+from libc.errno cimport ECONNREFUSED, EMSGSIZE, errno
 from posix.unistd cimport close
 
 from bootstorm.errors import TftpError
@@ -72,8 +72,10 @@ cdef enum:
     OUT_ABORTED = 4          # server shutdown or explicit abort
     OUT_TSIZE_PROBE = 5      # ERROR 8 right after the OACK: UEFI asking only for tsize
     OUT_REPLACED = 6         # the client asked again from the same port: it started over
+    OUT_UNREACHABLE = 7      # ICMP port unreachable: the client closed its port (gave up, rebooted)
 
-OUTCOMES = ("ok", "client-error", "timeout", "file-changed", "aborted", "tsize-probe", "replaced")
+OUTCOMES = ("ok", "client-error", "timeout", "file-changed", "aborted", "tsize-probe", "replaced",
+            "unreachable")
 
 cdef enum:
     TICK_MS = 10             # timer wheel resolution
@@ -448,6 +450,11 @@ cdef class Engine:
                 got = udpio_recv(x.sock, self.rbuf, sizeof(self.rbuf), &self.raddr)
                 if got == -EMSGSIZE:
                     got = -1  # counted as malformed
+                elif got == -ECONNREFUSED:
+                    # the connected socket's ICMP error: nobody listens on the client's port any
+                    # more, so free the slot now rather than after give-up-timeout
+                    self.finish(slot, OUT_UNREACHABLE, 0)
+                    continue
                 elif got < 0:
                     continue  # nothing after all, or an ICMP error surfacing: no datagram
                 self.handle_datagram(slot, self.rbuf, got, &self.raddr)
@@ -534,6 +541,9 @@ cdef class Engine:
     cdef int send_oack(self, int32_t slot) noexcept:
         cdef Xfer *x = &self.xfers[slot]
         if send(x.sock, x.oack, x.oack_len, 0) < 0:
+            if errno == ECONNREFUSED:  # an ICMP error of an earlier send surfacing here
+                self.finish(slot, OUT_UNREACHABLE, 0)
+                return -1
             self.send_errors += 1
         else:
             self.packets_out += 1
@@ -589,6 +599,9 @@ cdef class Engine:
                 self.gso = 0
                 r = udpio_send_segments(x.sock, self.scratch, seg, nseg,
                                         blen + HEADER_LEN, 0)
+            if r == -ECONNREFUSED:
+                self.finish(slot, OUT_UNREACHABLE, 0)
+                return -1
             if r < 0:
                 self.send_errors += 1  # treated as loss: the timer resends
                 break
@@ -648,9 +661,10 @@ cdef class Engine:
         cap = MAX_RTO_MS if x.rto_initial_ms < MAX_RTO_MS else x.rto_initial_ms
         x.rto_ms = x.rto_ms * 2 if x.rto_ms * 2 < cap else cap
         if x.state == XFER_OACK_SENT:
+            if self.send_oack(slot) < 0:
+                return
             self.retransmits += 1
             x.retransmits += 1
-            self.send_oack(slot)
         elif self.send_window(slot) < 0:
             return
         if x.deadline_ms > x.progress_ms + x.give_up_ms:
