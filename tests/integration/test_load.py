@@ -208,8 +208,8 @@ def test_max_transfers_limit(tftp_server, tmp_path):
 
 
 def test_fds_back_after_mixed_outcomes(tftp_server, tmp_path):
-    """ok, refused, client error, tsize probe and netascii (memfd) transfers all give
-    their descriptors back."""
+    """ok, refused, client error, tsize probe, netascii (memfd) and vanished-client
+    transfers all give their descriptors back."""
     root = tmp_path / "root"
     data = make_file(root, "f.bin", 30_000)
     (root / "t.txt").write_bytes(b"a\nb\rc\n" * 1000)
@@ -233,6 +233,9 @@ def test_fds_back_after_mixed_outcomes(tftp_server, tmp_path):
             c.send_rrq("f.bin")
             c.expect(OP_DATA, 2)
             c.send(b"\x00\x05\x00\x00bye\x00")
-    recs = server.wait_transfers(12, 5)
-    assert sorted({r["outcome"] for r in recs}) == ["client-error", "ok", "tsize-probe"]
+        with RawClient(server.addr) as c:  # closes its port after DATA 1: ICMP on the resend
+            c.send_rrq("f.bin")
+            c.expect(OP_DATA, 2)
+    recs = server.wait_transfers(15, 8)
+    assert sorted({r["outcome"] for r in recs}) == ["client-error", "ok", "tsize-probe", "unreachable"]
     assert server.wait_fds(baseline, 3) == baseline
