@@ -76,6 +76,7 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
 
     log = Log(log_format)
     nofile = _raise_nofile()
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the loop handles it: never fatal
     workers = max(1, workers)
     children = []
     for _ in range(workers - 1):  # SO_REUSEPORT: the kernel spreads requests over workers
@@ -123,18 +124,33 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
                 state = "answering" if s.policy.enabled else "silent (no PXE service or prompt configured)"
                 announce("dhcp-listening", f"ProxyDHCP listening on {ports}, {state}, "
                          f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files")
+        def log_stats() -> None:
+            for s in services:
+                if isinstance(s, TftpServer):
+                    log.event("tftp-stats", **s.stats())
+                else:
+                    log.event("dhcp-stats", **s.counters)
+
+        def on_usr1() -> None:
+            """The counters so far, while serving on (dnsmasq's SIGUSR1 habit); the lead
+            passes the signal on, so every worker logs its own."""
+            for pid in children or ():
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                except OSError:
+                    pass
+            log_stats()
+
         # what start-up made lives as long as the process: the collector need not walk it
         gc.freeze()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, on_usr1)
         await stop.wait()
         for s in services:
             s.close()
-            if isinstance(s, TftpServer):
-                log.event("tftp-stats", **s.stats())
-            else:
-                log.event("dhcp-stats", **s.counters)
+        log_stats()
 
     try:
         uvloop.run(run())

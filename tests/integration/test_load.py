@@ -2,14 +2,16 @@
 transfer gives its file descriptors back."""
 from __future__ import annotations
 
+import os
 import selectors
+import signal
 import socket
 import time
 
 import pytest
 
 from tftp_harness import (HOST, OP_DATA, OP_ERROR, OP_OACK, RawClient, ack, make_file, rrq,
-                          sha256, parse)
+                          sha256, parse, wait_until)
 
 
 class _Flow:
@@ -239,3 +241,23 @@ def test_fds_back_after_mixed_outcomes(tftp_server, tmp_path):
     recs = server.wait_transfers(15, 8)
     assert sorted({r["outcome"] for r in recs}) == ["client-error", "ok", "tsize-probe", "unreachable"]
     assert server.wait_fds(baseline, 3) == baseline
+
+
+def test_two_workers_share_the_port(tftp_server, tmp_path):
+    """--workers 2: SO_REUSEPORT spreads the requests over both processes (the kernel hashes
+    the client's address and port); each worker's counters come on SIGUSR1."""
+    root = tmp_path / "root"
+    data = make_file(root, "k40.bin", 40 * 1024 + 321)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    server = tftp_server(root, "--workers", "2", "--tftp-port", str(port))
+    flows = run_many(server.addr, "k40.bin", [None] * 40, max_seconds=30)
+    assert [f.error for f in flows if f.error] == []
+    assert all(f.done and bytes(f.buf) == data for f in flows)
+    server.wait_transfers(40, 10)
+    os.kill(server.pid, signal.SIGUSR1)  # the lead passes it on to the other worker
+    stats = wait_until(lambda: (lambda s: s if len(s) == 2 else None)(server.events("tftp-stats")), 5)
+    assert stats, server.snapshot()[-5:]
+    served = sorted(int(s["transfers_ok"]) for s in stats)
+    assert sum(served) == 40 and served[0] > 0, served  # 40 client ports: both workers got some

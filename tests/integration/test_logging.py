@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 
-from tftp_harness import LISTEN_RE, OP_OACK, RawClient, error, make_file
+from tftp_harness import LISTEN_RE, OP_OACK, RawClient, error, make_file, wait_until
 
 TRANSFER_KEYS = {"client", "file", "bytes", "seconds", "blksize", "windowsize", "outcome",
                  "retransmits"}
@@ -76,3 +78,20 @@ def test_json_log_format(tftp_server, tmp_path):
     stats = [r for r in records if r["event"] == "tftp-stats"]
     assert len(stats) == 1, records  # written at SIGTERM
     assert stats[0]["transfers_ok"] == 2 and stats[0]["active"] == 0, stats
+
+
+def test_sigusr1_logs_the_counters_and_serving_goes_on(tftp_server, tmp_path):
+    root = tmp_path / "root"
+    data = make_file(root, "f.bin", 5000)
+    server = tftp_server(root)
+    for expect_ok in (1, 2):
+        with RawClient(server.addr) as c:
+            c.send_rrq("f.bin")
+            assert c.download(max_seconds=10) == data
+        server.wait_transfers(expect_ok, 5)
+        os.kill(server.pid, signal.SIGUSR1)
+        stats = wait_until(lambda: (lambda s: s if len(s) == expect_ok else None)(
+            server.events("tftp-stats")), 5)
+        assert stats, server.snapshot()[-5:]
+        assert (stats[-1]["transfers_ok"], stats[-1]["active"]) == (str(expect_ok), "0"), stats
+    assert server.proc.poll() is None  # still serving
