@@ -332,9 +332,9 @@ cdef class Engine:
               int64_t mtime_ns, int blksize, int window, int rto_ms, int give_up_ms,
               bytes oack=None, bytes content=None):
         """Take a transfer: sock is its bound, non-blocking UDP socket (the engine connects
-        it to the peer, owns and closes it); the data comes from `content` when given (a snapshot held in
-        memory; fd is then ignored), else from the open file fd (the caller owns it).
-        Returns its slot; nothing is sent until begin(slot)."""
+        it to the peer, owns and closes it); the data comes from `content` when given (a
+        snapshot held in memory; fd is then ignored), else from the open file fd (the
+        caller owns it). Returns its slot; nothing is sent until begin(slot)."""
         cdef int32_t slot = self.free_head
         cdef Xfer *x
         cdef epoll_event ev
@@ -456,7 +456,7 @@ cdef class Engine:
                     self.finish(slot, OUT_UNREACHABLE, 0)
                     continue
                 elif got < 0:
-                    continue  # nothing after all, or an ICMP error surfacing: no datagram
+                    continue  # nothing after all, or another ICMP error: no datagram
                 self.handle_datagram(slot, self.rbuf, got, &self.raddr)
             if n == 1:
                 return  # a lone stream: its next ACK is a round trip away, so don't look again
