@@ -14,7 +14,8 @@ Groups (``--scenarios``):
   S3    big-file storm: 16 MiB, 100 concurrent, windowsize 1 and 8
   S4    ProxyDHCP in network namespaces: DISCOVERs from many MACs, then :4011 REQUESTs
   MEM   2000 concurrent transfers in one bootstorm process, RSS from /proc during the run
-  W     bootstorm --workers 1 vs 2: transfers/s per server CPU second (the S1 load)
+  W     bootstorm --workers 1 vs 2: transfers per server CPU second (the S1 load; pinned, all
+        workers share the server CPU: what splitting the load costs, not what a core adds)
 
 Every server is started fresh for every measurement; repetitions are interleaved (rep 1 of
 every case and server, then rep 2...).  Results: bench/results/bench.json (every run) and
@@ -109,7 +110,8 @@ def cases(quick: bool, s3_python: bool) -> list[dict]:
                   title="MEM 2000 concurrent transfers of 256 KiB (blksize 1468) in one process"))
     C.append(dict(id="W", group="W", kind="tftp", file="small.bin", concurrency=200, transfers=n1,
                   blksize=1468, windowsize=None, max_seconds=120, metric="transfers_per_s", per_rep=3,
-                  title=f"W bootstorm --workers 1 vs 2 on the S1 load ({n1} x 40 KiB, 200 concurrent)"))
+                  title=f"W bootstorm --workers 1 vs 2 on the S1 load ({n1} x 40 KiB, 200 concurrent)"
+                        + (", all workers on the server CPU" if pin.enabled else "")))
     return C
 
 

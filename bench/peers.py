@@ -186,7 +186,6 @@ class Peer:
     name = "?"
     fixed_port: int | None = None  # a peer that cannot listen elsewhere (dnsmasq: 69)
     windowsize = False  # does it negotiate RFC 7440 windowsize?
-    pinned = True  # on bench/pin.py's server CPU (W turns it off)
     ready_line: re.Pattern | None = None
 
     def __init__(self):
@@ -227,7 +226,7 @@ class Peer:
             stderr=subprocess.PIPE,
             env=self.env(),
             start_new_session=True,
-            preexec_fn=pin.server() if self.pinned else None,
+            preexec_fn=pin.server(),
         )
         self.meter.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)

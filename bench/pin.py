@@ -3,8 +3,9 @@
 On a VM a lock-step exchange runs about five times faster when client and server happen to
 share a vCPU (no wake-up across CPUs), and the scheduler moves them at will, so unpinned runs
 of one load land in two modes. With pinning on, every server (and all it forks) runs on one
-CPU and every load generator on another, as if on two machines. W (workers 1 vs 2) stays
-unpinned: its point is a second core.
+CPU and every load generator on another, as if on two machines. W's two workers share the
+server CPU too: W measures what splitting the load over processes costs per transfer, which
+two vCPUs (one of them the load's) can show; what a second core adds, they cannot.
 """
 from __future__ import annotations
 

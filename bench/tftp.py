@@ -47,7 +47,7 @@ def make_file(root: Path, name: str, size: int) -> Path:
 
 
 def run_loadgen(port: int, *, name: str, size: int, verify: Path, concurrency: int, transfers: int,
-                blksize: int, windowsize: int | None, max_seconds: float, pinned: bool = True) -> dict:
+                blksize: int, windowsize: int | None, max_seconds: float) -> dict:
     argv = [str(BUILD / "loadgen"), "--server", LOOPBACK, "--port", str(port), "--file", name,
             "--size", str(size), "--concurrency", str(concurrency), "--transfers", str(transfers),
             "--blksize", str(blksize), "--timeout-ms", "1000", "--max-seconds", str(int(max_seconds)),
@@ -55,7 +55,7 @@ def run_loadgen(port: int, *, name: str, size: int, verify: Path, concurrency: i
     if windowsize:
         argv += ["--windowsize", str(windowsize)]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=max_seconds + 60,
-                       preexec_fn=pin.load() if pinned else None)
+                       preexec_fn=pin.load())
     if not p.stdout.strip():
         raise RuntimeError(f"loadgen rc={p.returncode}: {p.stderr.strip()}")
     return json.loads(p.stdout)
@@ -104,7 +104,6 @@ def measure(server: str, root: Path, files: dict[str, Path], sc: dict, *, rss: b
     """Start ``server`` fresh, run one loadgen invocation of scenario ``sc``, stop it."""
     if server.startswith("bootstorm-w"):
         peer = Bootstorm(workers=int(server.rsplit("w", 1)[1]))
-        peer.pinned = False  # W: the point is a second core
     else:
         peer = PEERS[server]()
     port = peer.start(str(root))
@@ -122,7 +121,7 @@ def measure(server: str, root: Path, files: dict[str, Path], sc: dict, *, rss: b
             res = run_loadgen(port, name=name, size=files[name].stat().st_size, verify=files[name],
                               concurrency=sc["concurrency"], transfers=sc["transfers"],
                               blksize=sc["blksize"], windowsize=sc.get("windowsize"),
-                              max_seconds=sc["max_seconds"], pinned=peer.pinned)
+                              max_seconds=sc["max_seconds"])
         finally:
             if sampler:
                 sampler.__exit__()
