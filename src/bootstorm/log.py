@@ -21,7 +21,7 @@ class Log:
         self.line_buffered = bool(getattr(self.stream, "line_buffering", False))
         self._second = -1
         self._stamp = ""
-        self._held: list[str] | None = None  # lines kept between hold() and release()
+        self._held: list[str] | None = None  # lines kept inside `with log:`
         self._held_size = 0
 
     def _timestamp(self) -> str:
@@ -58,25 +58,18 @@ class Log:
         self._held.append(line)
         self._held_size += len(line)
 
-    def hold(self) -> None:
-        """Keep lines until release(): a handler that answers a burst of packets makes one
-        write system call for the burst instead of one per line (ProxyDHCP: one per reply)."""
+    def __enter__(self) -> "Log":
+        """`with log:` keeps the lines of the block and writes them when it ends, however: a
+        handler that answers a burst of packets makes one write system call for the burst
+        instead of one per line (ProxyDHCP: one per reply)."""
         if self._held is None:
             self._held, self._held_size = [], 0
-
-    def release(self) -> None:
-        """Write the lines kept since hold(); call it before the handler returns (finally:)."""
-        if self._held is not None:
-            self._write_held()
-            self._held = None
-
-    def __enter__(self) -> "Log":
-        """`with log:` holds the lines of the block and writes them when it ends, however."""
-        self.hold()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.release()
+        if self._held is not None:
+            self._write_held()
+            self._held = None
 
     def _write_held(self) -> None:
         if self._held:

@@ -32,15 +32,14 @@ def test_text_is_the_line_event_writes():
     assert a.stream.getvalue().endswith(" dhcp-reply OFFER interface=eth0 arch=7 to=10.0.0.1:68\n")
 
 
-def test_held_lines_leave_in_one_write_at_release():
+def test_held_lines_leave_in_one_write_at_the_end_of_the_block():
     s = CountingStream()
     log = Log(stream=s)
-    log.hold()
-    for i in range(5):
-        log.event("x", str(i))
-    log.text("y z")
-    assert s.getvalue() == "" and s.flushes == 0
-    log.release()
+    with log:
+        for i in range(5):
+            log.event("x", str(i))
+        log.text("y z")
+        assert s.getvalue() == "" and s.flushes == 0
     assert s.flushes == 1
     assert [line.split(" ", 1)[1] for line in s.getvalue().splitlines()] == ["x 0", "x 1", "x 2", "x 3", "x 4", "y z"]
     log.event("after")  # not held any more: written at once
@@ -52,10 +51,9 @@ def test_held_writes_stay_within_a_pipe_write():
     s = CountingStream()
     s.write = lambda text: writes.append(text)
     log = Log(stream=s)
-    log.hold()
-    for i in range(200):
-        log.event("dhcp-reply", "x" * 50, n=i)
-    log.release()
+    with log:
+        for i in range(200):
+            log.event("dhcp-reply", "x" * 50, n=i)
     assert all(len(w) <= logmod.HELD_WRITE_MAX for w in writes) and len(writes) > 1
     lines = "".join(writes).splitlines()
     assert [int(line.rsplit("=", 1)[1]) for line in lines] == list(range(200))
