@@ -45,7 +45,6 @@ def parse(data: bytes) -> Packet:
     """Decode a DHCP message; DhcpError when malformed."""
 
 def parse_suboptions(raw: bytes) -> dict[int, bytes]: ...
-def encode_suboptions(items: list[tuple[int, bytes]]) -> bytes: ...
 def build(request: Packet, op: int, *, ciaddr: bytes = ..., yiaddr: bytes = ..., siaddr: bytes = ...,
           flags: int = ..., sname: bytes = ..., file: bytes = ...,
           options: list[tuple[int, bytes]] | None = ..., dropped: list[int] | None = ...) -> bytes:

@@ -255,17 +255,6 @@ def parse_suboptions(bytes raw not None):
     return out
 
 
-def encode_suboptions(list items not None):
-    """[(code, bytes)] -> encapsulated option data ending with END, as PXE expects."""
-    out = bytearray()
-    for code, value in items:
-        if len(value) > 255:
-            raise ValueError(f"sub-option {code} longer than 255 bytes")
-        out += bytes((code, len(value))) + value
-    out.append(OPT_END)
-    return bytes(out)
-
-
 cdef inline void put_field(char *buf, Py_ssize_t offset, Py_ssize_t width, bytes value) except *:
     cdef Py_ssize_t n = len(value)
     if n > width:
