@@ -278,13 +278,20 @@ cdef struct Areas:
     bint file_free, sname_free    # the field carries no boot file / server name
 
 
+cdef inline Py_ssize_t room(Py_ssize_t *used, Py_ssize_t end, Py_ssize_t base, Py_ssize_t n) noexcept:
+    """Offset (base + *used) for an option of n value bytes in an area ending at `end`, when
+    it keeps room for the option, END and one more byte (dnsmasq's test); else -1."""
+    cdef Py_ssize_t at = base + used[0]
+    if used[0] + n + 3 >= end:
+        return -1
+    used[0] += n + 2
+    return at
+
+
 cdef Py_ssize_t place(Areas *a, Py_ssize_t n) noexcept:
-    """Offset for an option of n value bytes, or -1 when it fits nowhere (dropped). Each area
-    keeps room for the option, END and one more byte, dnsmasq's test."""
-    cdef Py_ssize_t at
-    if a.main + n + 3 < a.limit:
-        at = a.main
-        a.main += n + 2
+    """Offset for an option of n value bytes, or -1 when it fits nowhere (dropped)."""
+    cdef Py_ssize_t at = room(&a.main, a.limit, 0, n)
+    if at >= 0:
         return at
     # beyond dnsmasq: option 52 is written only with room for it and END; dnsmasq writes it
     # anyway and then sends up to 2 bytes past the client's limit
@@ -295,17 +302,12 @@ cdef Py_ssize_t place(Areas *a, Py_ssize_t n) noexcept:
         return -1
     if a.file_free:
         a.bits |= 1
-    if a.bits & 1 and a.file + n + 3 < FILE_LEN:
-        at = FILE_OFFSET + a.file
-        a.file += n + 2
+    at = room(&a.file, FILE_LEN, FILE_OFFSET, n) if a.bits & 1 else -1
+    if at >= 0:
         return at
     if a.sname_free:
         a.bits |= 2
-    if a.bits & 2 and a.sname + n + 3 < SNAME_LEN:
-        at = SNAME_OFFSET + a.sname
-        a.sname += n + 2
-        return at
-    return -1
+    return room(&a.sname, SNAME_LEN, SNAME_OFFSET, n) if a.bits & 2 else -1
 
 
 def build(Packet request not None, int op, *, bytes ciaddr=b"\0\0\0\0", bytes yiaddr=b"\0\0\0\0",
