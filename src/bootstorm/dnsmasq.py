@@ -1331,16 +1331,8 @@ def _describe(a, local: bytes) -> dict:
     d = {"file": a.file.rstrip(b"\0").decode("latin-1"), "siaddr": addr(a.siaddr) if a.siaddr != bytes(4) else "",
          "sname": a.sname.rstrip(b"\0").decode("latin-1"), "menu": [], "prompt": None, "discovery": None,
          "extra": []}
-    raw = b"".join(value for code, value in a.options if code == 43)  # RFC 3396: instances joined
-    subs, i = [], 0
-    while i + 1 < len(raw) and raw[i] != 255:
-        if raw[i] == 0:
-            i += 1
-            continue
-        subs.append((raw[i], raw[i + 2:i + 2 + raw[i + 1]]))
-        i += 2 + raw[i + 1]
     seen = set()
-    for code, value in subs:
+    for code, value in _options(b"".join(v for c, v in a.options if c == 43)):  # RFC 3396: joined
         if code in seen or code not in (6, 8, 9, 10, 71):  # a configured (vendor:) sub-option
             d["extra"].append((code, value))
         elif code == 6 and value:
@@ -1469,15 +1461,20 @@ _PXE_SUBOPTIONS = {6: "discovery control", 8: "boot servers", 9: "PXE menu", 10:
 _SNAME, _FILE = (44, 64), (108, 128)  # BOOTP header fields (offset, length), RFC 2131 section 2
 
 
-def _codes(area: bytes) -> list[int]:
-    """Option codes in a run of options (an overloaded file or sname field, a joined option 43)."""
-    codes, i = [], 0
+def _options(area: bytes) -> list[tuple[int, bytes]]:
+    """(code, value) of a run of options up to END, pads skipped: an overloaded file or sname
+    field, or a joined option 43's sub-options."""
+    out, i = [], 0
     while i + 1 < len(area) and area[i] != 255:
         if area[i]:
-            codes.append(area[i])
+            out.append((area[i], area[i + 2:i + 2 + area[i + 1]]))
             i += 1 + area[i + 1]
         i += 1
-    return codes
+    return out
+
+
+def _codes(area: bytes) -> list[int]:
+    return [code for code, _ in _options(area)]
 
 
 def _fit(a, *request, **kw) -> tuple[int, int, list[int], list[int], list[int]]:
