@@ -21,18 +21,8 @@ import sys
 import time
 
 from bench import pin
-from bench.peers import LOOPBACK, free_udp_port
+from bench.peers import LOOPBACK, free_udp_port, proc_tree_seconds
 from bench.tftp import BUILD, build_tools
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system time of pid and its live descendants (workers), from /proc."""
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    total = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    for task in os.listdir(f"/proc/{pid}/task"):
-        for child in open(f"/proc/{pid}/task/{task}/children").read().split():
-            total += cpu_seconds(int(child))
-    return total
 
 
 def main(argv=None) -> int:
@@ -61,10 +51,10 @@ def main(argv=None) -> int:
         rows: dict[str, list[tuple[float, float, float, float]]] = {t: [] for t in a.trees}
         for r in range(max(1, a.rounds)):
             for tree, port, proc in servers if r % 2 == 0 else servers[::-1]:
-                before = cpu_seconds(proc.pid)
+                before = proc_tree_seconds(proc.pid)
                 out = subprocess.run([str(BUILD / "loadgen"), "--server", LOOPBACK, "--port", str(port), *largs],
                                      capture_output=True, text=True, timeout=600, preexec_fn=pin.load())
-                cpu = cpu_seconds(proc.pid) - before
+                cpu = proc_tree_seconds(proc.pid) - before
                 res = json.loads(out.stdout)
                 if res["transfers_failed"]:
                     raise SystemExit(f"{tree}: {res['transfers_failed']} transfers failed: {res.get('errors')}")

@@ -84,7 +84,7 @@ class CpuMeter:
             return 0.0
         if self.kind == "cpuacct":
             return int((self.dir / "cpuacct.usage").read_text()) / 1e9
-        return _proc_tree_seconds(self.pid) if self.pid else 0.0
+        return proc_tree_seconds(self.pid) if self.pid else 0.0
 
     def split(self) -> tuple[float, float] | None:
         """(user, system) CPU seconds, where the cgroup tells them apart (cgroup v2)."""
@@ -142,7 +142,8 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _proc_tree_seconds(pid: int) -> float:
+def proc_tree_seconds(pid: int) -> float:
+    """User + system time of pid, its live descendants and the children it reaped (/proc)."""
     total = 0
     for i, q in enumerate(_descendants(pid)):
         f = _stat_fields(q)

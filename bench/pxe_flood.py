@@ -14,7 +14,6 @@ exchange) or, with ``--quiet-dnsmasq``, without; bootstorm one line per reply.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.peers import proc_tree_seconds  # noqa: E402
 from tests.pxe import netns  # noqa: E402
 from tests.pxe.flood import run_flood  # noqa: E402
 from tests.pxe.servers import dnsmasq_argv, start, start_bootstorm, start_dnsmasq  # noqa: E402
@@ -46,12 +46,6 @@ services = [
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def one(server: str, count: int, rate: float, quiet: bool) -> dict:
     with netns.pxe_lan() as lan, tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
@@ -68,10 +62,10 @@ def one(server: str, count: int, rate: float, quiet: bool) -> dict:
             srv = start_bootstorm(lan["srv"], toml=wd / "pxe.toml", workdir=wd, extra=["--no-tftp"])
         try:
             time.sleep(0.2)
-            cpu0 = cpu_seconds(srv.proc.pid)
+            cpu0 = proc_tree_seconds(srv.proc.pid)
             res = run_flood(lan["cli"].ns, "discover", "--count", str(count), "--seconds", "30",
                             "--rate", str(rate))
-            res["cpu_seconds"] = round(cpu_seconds(srv.proc.pid) - cpu0, 3)
+            res["cpu_seconds"] = round(proc_tree_seconds(srv.proc.pid) - cpu0, 3)
             res["log_lines"] = srv.log.count("\n")
         finally:
             srv.stop()
