@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import time
 from pathlib import Path
 
 from bench import dhcp, pin, tftp
-from bench.peers import C_PEERS, DEFAULT_PEERS, PEERS, PYENV, Atftpd
+from bench.peers import DEFAULT_PEERS, PEERS, PYENV, Atftpd
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simulator import (MAGIC, ClientProfile, build_bootp, build_frame, discover,  # noqa: E402
+from simulator import (ClientProfile, build_bootp, build_frame, discover,  # noqa: E402
                        encode_options)
 
 MAX_COUNT = 100_000

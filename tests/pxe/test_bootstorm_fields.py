@@ -17,7 +17,7 @@ import pytest
 
 from . import netns
 from .conftest import NBP_FILES, make_tftp_root
-from .differential import HEADER_FIELDS, LINK_FIELDS, Probe, run_probes
+from .differential import HEADER_FIELDS, LINK_FIELDS, Probe
 from .simulator import decode_pxe
 
 SRV, CLI, RELAY = netns.SERVER_ADDR, netns.CLIENT_ADDR, netns.RELAY_ADDR

@@ -19,7 +19,6 @@ except the INTENDED differences below, each listed in docs/proxydhcp-vs-dnsmasq.
 
 from __future__ import annotations
 
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
