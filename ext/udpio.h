@@ -9,9 +9,9 @@
 int udpio_probe_gso(void);
 
 /* Send nseg datagrams on the connected socket fd, laid out back to back in buf: each
- * seg_len bytes except the last, which is last_len bytes. One sendmsg with UDP_SEGMENT when use_gso and
- * nseg > 1, else one sendmmsg (or sendto for one). Returns datagrams handed to the
- * kernel, or -errno. */
+ * seg_len bytes except the last, which is last_len bytes. One sendmsg with UDP_SEGMENT when
+ * use_gso and nseg > 1, else one sendmmsg (or send for one). Returns datagrams handed to
+ * the kernel, or -errno. */
 int udpio_send_segments(int fd, char *buf, size_t seg_len, int nseg, size_t last_len,
                         int use_gso);
 
