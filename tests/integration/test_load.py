@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tftp_harness import (HOST, OP_DATA, OP_ERROR, OP_OACK, RawClient, ack, make_file, rrq,
-                          sha256, parse, wait_until)
+                          sha256, parse)
 
 
 class _Flow:
@@ -257,7 +257,7 @@ def test_two_workers_share_the_port(tftp_server, tmp_path):
     assert all(f.done and bytes(f.buf) == data for f in flows)
     server.wait_transfers(40, 10)
     os.kill(server.pid, signal.SIGUSR1)  # the lead passes it on to the other worker
-    stats = wait_until(lambda: (lambda s: s if len(s) == 2 else None)(server.events("tftp-stats")), 5)
-    assert stats, server.snapshot()[-5:]
+    stats = server.wait_events("tftp-stats", 2, 5)
+    assert len(stats) == 2, server.snapshot()[-5:]
     served = sorted(int(s["transfers_ok"]) for s in stats)
     assert sum(served) == 40 and served[0] > 0, served  # 40 client ports: both workers got some

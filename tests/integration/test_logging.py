@@ -6,7 +6,7 @@ import os
 import re
 import signal
 
-from tftp_harness import LISTEN_RE, OP_OACK, RawClient, error, make_file, wait_until
+from tftp_harness import LISTEN_RE, OP_OACK, RawClient, error, make_file
 
 TRANSFER_KEYS = {"client", "file", "bytes", "seconds", "blksize", "windowsize", "outcome",
                  "retransmits"}
@@ -90,8 +90,7 @@ def test_sigusr1_logs_the_counters_and_serving_goes_on(tftp_server, tmp_path):
             assert c.download(max_seconds=10) == data
         server.wait_transfers(expect_ok, 5)
         os.kill(server.pid, signal.SIGUSR1)
-        stats = wait_until(lambda: (lambda s: s if len(s) == expect_ok else None)(
-            server.events("tftp-stats")), 5)
-        assert stats, server.snapshot()[-5:]
+        stats = server.wait_events("tftp-stats", expect_ok, 5)
+        assert len(stats) == expect_ok, server.snapshot()[-5:]
         assert (stats[-1]["transfers_ok"], stats[-1]["active"]) == (str(expect_ok), "0"), stats
     assert server.proc.poll() is None  # still serving

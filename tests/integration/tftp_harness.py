@@ -176,8 +176,15 @@ class Server:
 
     def wait_transfers(self, n: int, timeout: float, **match) -> list[dict]:
         """Wait until at least n tftp-transfer records match; returns them."""
-        return wait_until(lambda: (lambda t: t if len(t) >= n else None)(self.transfers(**match)),
-                          timeout) or self.transfers(**match)
+        return self._wait_records(n, timeout, lambda: self.transfers(**match))
+
+    def wait_events(self, event: str, n: int, timeout: float) -> list[dict]:
+        """Wait until at least n records of the event are logged; returns them."""
+        return self._wait_records(n, timeout, lambda: self.events(event))
+
+    @staticmethod
+    def _wait_records(n: int, timeout: float, records) -> list[dict]:
+        return wait_until(lambda: (lambda r: r if len(r) >= n else None)(records()), timeout) or records()
 
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
