@@ -7,6 +7,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <netinet/udp.h>
+#include <linux/errqueue.h>
+#include <stdlib.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -84,4 +86,130 @@ int udpio_recv(int fd, char *buf, size_t len, struct sockaddr_in *from)
     if ((size_t)r > len || alen != sizeof *from) /* truncated, or not IPv4 */
         return -EMSGSIZE;
     return (int)r;
+}
+
+#define UDPIO_IN_MAX 64
+#define UDPIO_IN_LEN 600 /* ACKs are 4 bytes, ERRORs short */
+#define UDPIO_OUT_MAX 64
+
+struct udpio_batch {
+    struct mmsghdr in[UDPIO_IN_MAX];
+    struct iovec in_iov[UDPIO_IN_MAX];
+    struct sockaddr_in in_from[UDPIO_IN_MAX];
+    char in_buf[UDPIO_IN_MAX][UDPIO_IN_LEN];
+    int out_n;
+    size_t out_used;
+    struct mmsghdr out[UDPIO_OUT_MAX];
+    struct iovec out_iov[UDPIO_OUT_MAX];
+    struct sockaddr_in out_to[UDPIO_OUT_MAX];
+    char out_buf[UDPIO_OUT_BYTES];
+};
+
+/* One datagram of len bytes at base, from or to *addr. */
+static void set_msg(struct mmsghdr *m, struct iovec *iov, void *base, size_t len,
+                    struct sockaddr_in *addr)
+{
+    iov->iov_base = base;
+    iov->iov_len = len;
+    memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
+    m->msg_hdr.msg_iov = iov;
+    m->msg_hdr.msg_iovlen = 1;
+    m->msg_hdr.msg_name = addr;
+    m->msg_hdr.msg_namelen = sizeof *addr;
+}
+
+udpio_batch *udpio_batch_new(void)
+{
+    return calloc(1, sizeof(udpio_batch));
+}
+
+int udpio_batch_recv(int fd, udpio_batch *b)
+{
+    int i, n;
+    for (i = 0; i < UDPIO_IN_MAX; i++)
+        set_msg(&b->in[i], &b->in_iov[i], b->in_buf[i], UDPIO_IN_LEN, &b->in_from[i]);
+    n = recvmmsg(fd, b->in, UDPIO_IN_MAX, MSG_DONTWAIT, NULL);
+    return n < 0 ? -errno : n;
+}
+
+int udpio_batch_get(udpio_batch *b, int i, const char **data, const struct sockaddr_in **from)
+{
+    struct msghdr *h = &b->in[i].msg_hdr;
+    *data = b->in_buf[i];
+    *from = &b->in_from[i];
+    if ((h->msg_flags & MSG_TRUNC) || h->msg_namelen != sizeof(struct sockaddr_in))
+        return -EMSGSIZE;
+    return (int)b->in[i].msg_len;
+}
+
+char *udpio_batch_add(udpio_batch *b, const struct sockaddr_in *to, size_t len)
+{
+    int i = b->out_n;
+    char *p;
+    if (i == UDPIO_OUT_MAX || b->out_used + len > UDPIO_OUT_BYTES)
+        return NULL;
+    p = b->out_buf + b->out_used;
+    b->out_to[i] = *to;
+    set_msg(&b->out[i], &b->out_iov[i], p, len, &b->out_to[i]);
+    b->out_n++;
+    b->out_used += len;
+    return p;
+}
+
+void udpio_batch_unadd(udpio_batch *b)
+{
+    if (b->out_n) {
+        b->out_n--;
+        b->out_used -= b->out_iov[b->out_n].iov_len;
+    }
+}
+
+int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost)
+{
+    int done = 0, r, retried = 0, i;
+    *bytes = 0;
+    while (done < b->out_n) {
+        r = sendmmsg(fd, b->out + done, (unsigned)(b->out_n - done), 0);
+        if (r < 0) {
+            /* an ICMP error of an earlier datagram (IP_RECVERR) is reported once by the next
+             * call: it is about another peer, read from the error queue; send again */
+            if (errno == ECONNREFUSED && !retried) {
+                retried = 1;
+                continue;
+            }
+            break;
+        }
+        done += r;
+    }
+    for (i = 0; i < done; i++)
+        *bytes += b->out_iov[i].iov_len;
+    *lost = b->out_n - done;
+    b->out_n = 0;
+    b->out_used = 0;
+    return done;
+}
+
+int udpio_read_error(int fd, struct sockaddr_in *peer)
+{
+    char control[256], data[64];
+    struct iovec iov = {data, sizeof data};
+    struct msghdr msg;
+    struct cmsghdr *cm;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = peer;
+    msg.msg_namelen = sizeof *peer;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+        return -errno;
+    for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        const struct sock_extended_err *ee = (const void *)CMSG_DATA(cm);
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_RECVERR
+            && ee->ee_origin == SO_EE_ORIGIN_ICMP && ee->ee_type == 3 && ee->ee_code == 3
+            && msg.msg_namelen == sizeof *peer)
+            return 1;
+    }
+    return 0;
 }

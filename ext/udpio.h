@@ -21,4 +21,33 @@ int udpio_send_segments(int fd, char *buf, size_t seg_len, int nseg, size_t last
  * stays ready for the next epoll round. */
 int udpio_recv(int fd, char *buf, size_t len, struct sockaddr_in *from);
 
+/* A socket shared by many lock-step transfers (unconnected, each datagram to its own
+ * peer): what arrives is read by one recvmmsg, and the replies of one wake-up leave in one
+ * sendmmsg. Both cut the system calls per transfer, and the socket itself is made once
+ * instead of per transfer. Allocated with udpio_batch_new, released with free(). */
+typedef struct udpio_batch udpio_batch;
+udpio_batch *udpio_batch_new(void);
+
+/* Receive up to a batch of datagrams without blocking: their count, or -errno. */
+int udpio_batch_recv(int fd, udpio_batch *b);
+/* Datagram i of the last receive: its length, or -EMSGSIZE when it was truncated or not
+ * IPv4; *data and *from point into the batch. */
+int udpio_batch_get(udpio_batch *b, int i, const char **data, const struct sockaddr_in **from);
+
+/* Room for one outgoing datagram of len bytes to *to (copied), or NULL when the batch is
+ * full: flush it and ask again. len is at most UDPIO_OUT_BYTES. */
+#define UDPIO_OUT_BYTES (256 * 1024)
+char *udpio_batch_add(udpio_batch *b, const struct sockaddr_in *to, size_t len);
+/* Take back the datagram added last (its content could not be read). */
+void udpio_batch_unadd(udpio_batch *b);
+/* Send what was added, in order; the batch is empty afterwards. Returns the datagrams the
+ * kernel took, with their bytes in *bytes; *lost says how many it did not take (dropped,
+ * as on a congested link: their transfers' timers resend them). */
+int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost);
+
+/* One entry of the socket's error queue (IP_RECVERR): 1 when it is ICMP port
+ * unreachable, with the peer that sent it in *peer; 0 for any other error; -EAGAIN when
+ * the queue is empty. */
+int udpio_read_error(int fd, struct sockaddr_in *peer);
+
 #endif

@@ -115,8 +115,9 @@ _REJECT = {
     "dhcp-name-match": "bootstorm cannot set tags from client host names: match by MAC (dhcp-mac), "
                        "vendor or user class instead",
     "read-ethers": "bootstorm reads no /etc/ethers: write the hosts as dhcp-host=MAC,... lines",
-    "tftp-single-port": "bootstorm sends each transfer from its own port (missing: single-port mode "
-                        "in [tftp]); allow the ephemeral ports through the firewall instead",
+    "tftp-single-port": "bootstorm never sends transfers from port 69 (lock-step ones share one port "
+                        "per address, windowed ones have their own; missing: single-port mode in "
+                        "[tftp]); allow the ephemeral ports, or tftp-port-range, through the firewall",
 }
 
 # dnsmasq's quoting hides these characters from the parser (src/option.c meta[])

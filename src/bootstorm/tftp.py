@@ -23,6 +23,8 @@ SNAPSHOT_AT_ONCE = 1 << 20  # files up to 1 MiB go to memory on their first requ
 REQUESTED_KEYS = 4096  # how many big files' first requests are remembered
 DEFAULT_SNDBUF = 212992  # Linux net.core.wmem_default: holds a 64 KiB window twice over
 HEADERS_LEN = 32  # IP 20 + UDP 8 + TFTP 4: blksize that fits the MTU (dnsmasq's rule)
+IP_RECVERR = 11  # <linux/in.h>; not in Python's socket module before 3.12
+SHARED_BUFFER = 4 << 20  # a shared socket's receive and send buffers: ACKs of 1000 transfers
 
 # errno -> (TFTP code, message), dnsmasq's choices where the RFC leaves room
 _OPEN_ERRORS = {
@@ -99,6 +101,7 @@ class TftpServer:
         self.idle: OrderedDict[tuple, _Source] = OrderedDict()  # unused snapshots, oldest first
         self.requested: OrderedDict[tuple, None] = OrderedDict()  # big files asked for lately
         self.mtu_blksize: dict[int, int] = {}
+        self.shared: dict[str, int] = {}  # local address -> the engine's shared socket for it
         self.requests_refused = 0
         self._log_refused = RateLimited(log, "tftp-refused", REFUSED_LOG_PER_SECOND)
         self._log_internal = RateLimited(log, "tftp-internal-error", REFUSED_LOG_PER_SECOND)
@@ -228,26 +231,52 @@ class TftpServer:
                 blksize_max=self._blksize_max(ifindex),
                 window_bytes_max=self.config.window_bytes_max,
                 allow_blksize=not self.config.no_blocksize)
-            sock = self._transfer_socket(local_ip, window * (blksize + 4))
+            if window == 1 and (local_ip in self.shared or self.engine.can_share):
+                sock, fd = None, self._shared_socket(local_ip)
+            else:
+                sock = self._transfer_socket(local_ip, window * (blksize + 4))
+                fd = sock.fileno()
         except BaseException:
             self._release(src)
             raise
         rto_ms = timeout * 1000 if timeout else int(self.config.retransmit_timeout * 1000)
         try:
             slot = self.engine.start(
-                sock.fileno(), src.fd, socket.inet_aton(client[0]), client[1], src.size,
+                fd, src.fd, socket.inet_aton(client[0]), client[1], src.size,
                 src.mtime_ns, blksize, window, rto_ms, int(self.config.give_up_timeout * 1000),
                 oack, src.content)
         except BaseException:
-            sock.close()
+            if sock is not None:
+                sock.close()
             self._release(src)
             raise
-        sock.detach()  # the engine owns and closes it
+        if sock is not None:
+            sock.detach()  # the engine owns and closes it
         self.transfers[slot] = _Transfer(client, filename, blksize, window, src, data)
         self.by_client[client] = slot
         self.engine.begin(slot)
         if self._tick_handle is None:
             self._tick_handle = self._loop.call_later(TICK_S, self._tick)
+
+    def _shared_socket(self, local_ip: str) -> int:
+        """The socket every lock-step transfer from this address shares (docs/tftp.md):
+        made once, so a small transfer costs no socket of its own, and its ACKs are read
+        and its DATA sent in batches with the other transfers'."""
+        fd = self.shared.get(local_ip)
+        if fd is None:
+            sock = self._transfer_socket(local_ip, SHARED_BUFFER // 2)
+            try:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, 33, SHARED_BUFFER)  # SO_RCVBUFFORCE (root)
+                except OSError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SHARED_BUFFER)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # closed client ports
+                self.engine.share(sock.fileno())
+            except BaseException:
+                sock.close()
+                raise
+            fd = self.shared[local_ip] = sock.detach()  # the engine owns and closes it
+        return fd
 
     def _transfer_socket(self, local_ip: str, window_bytes: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)

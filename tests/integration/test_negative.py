@@ -3,6 +3,7 @@ mostly over raw UDP sockets where no client can express the case."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 
@@ -265,25 +266,48 @@ def test_mode_is_case_insensitive(tftp_server, root):
 
 # ---------------------------------------------------------------- transfer IDs
 
-def test_stranger_is_refused_and_the_transfer_goes_on(tftp_server, root):
+def test_stranger_on_the_shared_port_is_dropped_and_the_transfer_goes_on(tftp_server, root):
+    """A lock-step transfer's port is shared: a datagram from an address and port with no
+    transfer there is counted and gets no answer (an ERROR 5 could be taken by a client that
+    reused its port as the answer to its next request)."""
     data = make_file(root, "f.bin", 20 * 512 + 7)
     server = tftp_server(root)
     with RawClient(server.addr) as c, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
         c.send_rrq("f.bin")
         num, first = c.expect(OP_DATA, 2)
         assert num == 1
-        # a datagram from another port to the transfer's connected port: the kernel
-        # answers ICMP port unreachable, which a connected socket sees as ECONNREFUSED
-        stranger.settimeout(2)
+        stranger.settimeout(1)
         stranger.connect(c.peer)
         stranger.send(ack(1))
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(socket.timeout):
             stranger.recv(600)
         # the client's transfer is untouched and completes byte-exact
         got = c.download(first=(OP_DATA, 1, first), max_seconds=20)
     assert sha256(got) == sha256(data)
     rec = server.wait_transfers(1, 5)[0]
     assert (rec["outcome"], rec["retransmits"]) == ("ok", "0")
+    os.kill(server.pid, signal.SIGUSR1)
+    stats = server.wait_events("tftp-stats", 1, 5)
+    assert stats and stats[0]["strangers"] == "1", stats
+
+
+def test_stranger_on_a_windowed_transfer_port_is_refused(tftp_server, root):
+    """A windowed transfer has its own port, connected to its client: the kernel answers a
+    stranger with ICMP port unreachable, which a connected socket sees as ECONNREFUSED."""
+    data = make_file(root, "f.bin", 20 * 512 + 7)
+    server = tftp_server(root)
+    with RawClient(server.addr) as c, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        c.send_rrq("f.bin", options={"windowsize": 2})
+        num, oack = c.expect(OP_OACK, 2)
+        stranger.settimeout(2)
+        stranger.connect(c.peer)
+        stranger.send(ack(1))
+        with pytest.raises(ConnectionRefusedError):
+            stranger.recv(600)
+        got = c.download(first=(OP_OACK, num, oack), max_seconds=20)
+    assert sha256(got) == sha256(data)
+    rec = server.wait_transfers(1, 5)[0]
+    assert (rec["outcome"], rec["windowsize"], rec["retransmits"]) == ("ok", "2", "0"), rec
 
 
 def test_client_that_vanishes_frees_its_transfer(tftp_server, root):

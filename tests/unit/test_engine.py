@@ -3,13 +3,18 @@
 The test plays the client: it receives DATA on its own socket and sends ACKs/ERRORs to the
 transfer's socket, then lets the engine read them (poll). Time only moves through
 set_clock() + tick(), so retransmission and give-up behaviour is exact and fast.
+
+The `rig` fixture runs each test twice: lock-step transfers on their own connected sockets,
+and on one socket shared by all of them (Engine.share, as the server runs them).
 """
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import select
 import socket
+import sys
 import time
 
 import pytest
@@ -19,6 +24,14 @@ from bootstorm._native import tftp as native
 LOCAL = "127.0.0.1"
 DATA, ACK, ERROR, OACK = 3, 4, 5, 6
 TICK = 10  # the engine's timer wheel resolution (ms)
+IP_RECVERR = 11  # <linux/in.h>: a shared socket learns of closed client ports by its error queue
+
+
+def big_rcvbuf(sock: socket.socket):
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE (root)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 
 
 def port_is_free(port: int) -> bool:
@@ -39,16 +52,13 @@ class Peer:
     counts in packets_out is waited for (Rig.collect), so "nothing arrived" checks do
     not depend on how fast the kernel delivers on a loaded machine."""
 
-    def __init__(self, rig: Rig, server=None):
+    def __init__(self, rig: Rig, server=None, port: int = 0):
         self.rig = rig
         self.server = server
         self.queue: list[tuple[bytes, tuple]] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self.sock.setsockopt(socket.SOL_SOCKET, 33, 4 << 20)  # SO_RCVBUFFORCE (root)
-        except OSError:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind((LOCAL, 0))
+        big_rcvbuf(self.sock)
+        self.sock.bind((LOCAL, port))
         self.port = self.sock.getsockname()[1]
         rig.peers.append(self)
 
@@ -95,34 +105,45 @@ class Peer:
 
 
 class Client(Peer):
-    """The peer of one transfer."""
+    """The peer of one transfer: lock-step ones go on the rig's shared socket if it has
+    one (or on `via`, another shared socket), the others on a socket of their own."""
 
     def __init__(self, rig: Rig, path, content: bytes, blksize: int, window: int, rto: int,
                  give_up: int, oack: bytes | None, size: int | None, mtime_ns: int | None,
-                 early: list[tuple[Peer, bytes]], snapshot: bool):
-        super().__init__(rig)
+                 early: list[tuple[Peer, bytes]], snapshot: bool, port: int = 0,
+                 via: tuple[int, tuple] | None = None):
+        super().__init__(rig, port=port)
         self.path = path
         self.content = content
         self.blksize = blksize
         path.write_bytes(content)
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         st = os.fstat(self.fd)
-        server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        server.bind((LOCAL, 0))
-        server.setblocking(False)
-        self.server = server.getsockname()
+        server = None
+        if via is None and rig.shared_fd is not None and window == 1:
+            via = rig.shared_fd, rig.shared_addr
+        if via is not None:
+            sock, self.server = via  # nothing to connect: it sends to each peer by address
+        else:
+            server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            server.bind((LOCAL, 0))
+            server.setblocking(False)
+            sock, self.server = server.fileno(), server.getsockname()
+        self.shared = server is None
         for peer, pkt in early:  # queued on the bound socket before the engine connects it
             peer.sock.sendto(pkt, self.server)
         try:
             self.slot = rig.engine.start(
-                server.fileno(), self.fd, socket.inet_aton(LOCAL), self.port,
+                sock, self.fd, socket.inet_aton(LOCAL), self.port,
                 st.st_size if size is None else size,
                 st.st_mtime_ns if mtime_ns is None else mtime_ns,
                 blksize, window, rto, give_up, oack, content if snapshot else None)
         except BaseException:
-            server.close()
+            if server is not None:
+                server.close()
             raise
-        server.detach()  # the engine owns and closes it
+        if server is not None:
+            server.detach()  # the engine owns and closes it
 
     def close(self):
         super().close()
@@ -159,7 +180,7 @@ class Client(Peer):
 
 
 class Rig:
-    def __init__(self, tmp_path, capacity: int = 4, gso=None):
+    def __init__(self, tmp_path, capacity: int = 4, gso=None, shared: bool = False):
         self.tmp_path = tmp_path
         self.done: list[tuple] = []
         self.engine = native.Engine(capacity, self.on_done, fake_clock=True, gso=gso)
@@ -168,6 +189,30 @@ class Rig:
         self.received = 0  # datagrams the peers have taken from the kernel
         self.now = 0
         self.hook = None  # called from on_done, like the service's callback
+        self.shared_fd = self.shared_addr = None  # the socket lock-step transfers share
+        if shared:
+            self.shared_fd, self.shared_addr = self.share()
+
+    def share(self) -> tuple[int, tuple]:
+        """Give the engine a socket to share, made as the server makes one per local
+        address; returns its descriptor (now the engine's) and address."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            big_rcvbuf(s)
+            s.bind((LOCAL, 0))
+            s.setblocking(False)
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            self.engine.share(s.fileno())
+        except BaseException:
+            s.close()
+            raise
+        addr = s.getsockname()
+        return s.detach(), addr
+
+    def let_go(self, c: Client) -> bool:
+        """Whether the engine did with an ended transfer's socket what it should: its own
+        one is closed (the port is free); a shared one stays open for the others."""
+        return port_is_free(c.server[1]) != c.shared
 
     def on_done(self, *args):
         self.done.append(args)
@@ -176,10 +221,10 @@ class Rig:
 
     def transfer(self, content: bytes, *, blksize=512, window=1, rto=100, give_up=1000,
                  oack=None, begin=True, size=None, mtime_ns=None, early=(),
-                 snapshot=False) -> Client:
+                 snapshot=False, port=0, via=None) -> Client:
         path = self.tmp_path / f"file{len(self.clients)}"
         c = Client(self, path, content, blksize, window, rto, give_up, oack, size, mtime_ns,
-                   list(early), snapshot)
+                   list(early), snapshot, port, via)
         self.clients.append(c)
         if begin:
             self.engine.begin(c.slot)
@@ -210,6 +255,18 @@ class Rig:
         select.select([self.engine.fileno()], [], [], 1.0)
         self.engine.poll()
 
+    def pump_until(self, timeout: float = 2.0, **counts: int):
+        """Poll until the engine's counters reach these values (packets_out=n, ...): what
+        the clients sent may take more than one wake-up to reach it."""
+        end = time.monotonic() + timeout
+        while short := {k: v for k, v in counts.items() if getattr(self.engine, k) < v}:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"counters never reached {short}: "
+                                     f"{ {k: getattr(self.engine, k) for k in short} }")
+            select.select([self.engine.fileno()], [], [], left)
+            self.engine.poll()
+
     def at(self, ms: int):
         """Move the fake clock to ms and expire the timers."""
         assert ms >= self.now
@@ -228,13 +285,23 @@ class Rig:
         return seen
 
     def close(self):
-        self.engine.abort_all()
+        if self.engine is not None:
+            self.engine.abort_all()
         for p in self.peers:
             p.close()
 
 
+@pytest.fixture(params=["own", "shared"])
+def rig(request, tmp_path):
+    """Lock-step transfers on their own sockets, then on a shared one."""
+    r = Rig(tmp_path, shared=request.param == "shared")
+    yield r
+    r.close()
+
+
 @pytest.fixture
-def rig(tmp_path):
+def own_rig(tmp_path):
+    """For what only a transfer's own, connected socket does."""
     r = Rig(tmp_path)
     yield r
     r.close()
@@ -339,8 +406,9 @@ def test_start_rejects_bad_arguments(tmp_path, kw, exc):
         os.close(fd)
 
 
-def test_table_full(make_rig):
-    r = make_rig(capacity=1)
+@pytest.mark.parametrize("shared", [False, True])
+def test_table_full(make_rig, shared):
+    r = make_rig(capacity=1, shared=shared)
     r.transfer(b"x" * 10, begin=False)
     with pytest.raises(RuntimeError):
         r.transfer(b"y" * 10, begin=False)
@@ -358,7 +426,7 @@ def test_lockstep_transfer_byte_exact(rig, size):
     c.nothing()
     assert rig.done == [(c.slot, "ok", 0, size, 0, 0)]
     assert rig.engine.active == 0
-    assert port_is_free(c.server[1])
+    assert rig.let_go(c)
     s = rig.engine.stats()
     blocks = size // 512 + 1
     assert s["transfers_ok"] == 1 and s["transfers_failed"] == 0 and s["retransmits"] == 0
@@ -461,7 +529,9 @@ def test_malformed_and_unexpected_datagrams_from_the_peer(rig):
     c.data(2)
 
 
-def test_datagram_from_another_port_gets_error_5_or_nothing(rig):
+def test_datagram_from_another_port_gets_error_5_or_nothing(own_rig):
+    """(On a shared socket: test_shared_stranger_is_dropped_silently.)"""
+    rig = own_rig
     content = os.urandom(1200)
     stranger = Peer(rig)
     # queued before the engine connected the socket: ERROR 5, and an ERROR from a
@@ -621,7 +691,7 @@ def test_exponential_backoff_then_give_up(rig):
     # abandoned exactly when give_up passes without progress, not at a later backoff
     assert elapsed == 2000
     assert rig.engine.active == 0
-    assert port_is_free(c.server[1])
+    assert rig.let_go(c)
     assert rig.engine.stats()["transfers_failed"] == 1
     c.nothing()  # a timed-out transfer sends no ERROR
 
@@ -715,16 +785,19 @@ def test_closed_client_port_ends_the_transfer_at_once(rig):
     c = rig.transfer(os.urandom(1500), rto=100)
     c.data(1)
     _client_gone(rig, c)
-    rig.at(100)  # the retransmission meets ICMP port unreachable on the connected socket
+    rig.at(100)  # the retransmission meets ICMP port unreachable: on the connected socket,
+    # or in the error queue of the shared one
     rig.received = rig.engine.packets_out  # that datagram reached nobody
     rig.pump()
     assert rig.done == [(c.slot, "unreachable", 0, 0, 1, 100)]  # not 30 s of backoff later
     assert rig.engine.active == 0
-    assert port_is_free(c.server[1])
+    assert rig.let_go(c)
     rig.at(1000)  # no timer left behind
 
 
-def test_closed_client_port_noticed_by_the_next_send(rig):
+def test_closed_client_port_noticed_by_the_next_send(own_rig):
+    """(On a shared socket: test_shared_closed_client_port_is_read_from_the_error_queue.)"""
+    rig = own_rig
     oack = b"\x00\x06tsize\x00100\x00"
     c = rig.transfer(b"q" * 100, oack=oack, rto=100)
     assert c.recv_raw() == oack
@@ -733,7 +806,7 @@ def test_closed_client_port_noticed_by_the_next_send(rig):
     rig.received = rig.engine.packets_out
     rig.at(300)  # the next send reports it
     assert rig.done == [(c.slot, "unreachable", 0, 0, 1, 300)]
-    assert port_is_free(c.server[1])
+    assert rig.let_go(c)
 
 
 def test_oack_lost_is_resent_on_timeout(rig):
@@ -789,7 +862,7 @@ def test_error_8_after_oack_is_a_tsize_probe(rig):
     s = rig.engine.stats()
     assert s["transfers_ok"] == 1 and s["transfers_failed"] == 0
     c.nothing()  # no answer to an ERROR
-    assert port_is_free(c.server[1])
+    assert rig.let_go(c)
 
 
 def test_other_error_after_oack_is_a_client_error(rig):
@@ -813,7 +886,7 @@ def test_client_error_ends_the_transfer(rig):
     s = rig.engine.stats()
     assert s["transfers_failed"] == 1 and s["transfers_ok"] == 0
     c.nothing()
-    assert port_is_free(c.server[1])
+    assert rig.let_go(c)
     rig.at(1000)
     c.nothing()  # no timer left behind
 
@@ -829,7 +902,7 @@ def test_file_truncated_mid_transfer(rig):
     assert c.recv() == (ERROR, 0, "file changed during transfer")
     assert rig.done == [(c.slot, "file-changed", 0, 1024, 0, 0)]
     assert rig.engine.active == 0
-    assert port_is_free(c.server[1])
+    assert rig.let_go(c)
 
 
 def test_file_truncated_noticed_on_retransmission(rig):
@@ -901,16 +974,18 @@ def test_abort_all(rig):
     ])
     for c in clients:
         assert c.recv() == (ERROR, 0, "transfer aborted by server")
-        assert port_is_free(c.server[1])
+        assert rig.let_go(c)
     assert rig.engine.stats()["transfers_failed"] == 3
     rig.engine.abort_all()
     assert len(rig.done) == 3
 
 
-def test_concurrent_transfers_and_slot_reuse(make_rig):
-    r = make_rig(capacity=2)
+@pytest.mark.parametrize("shared", [False, True])
+def test_concurrent_transfers_and_slot_reuse(make_rig, shared):
+    r = make_rig(capacity=2, shared=shared)
     a = r.transfer(os.urandom(1500))
-    b = r.transfer(os.urandom(1500), window=2)
+    b = r.transfer(os.urandom(1500), window=2)  # on its own socket, beside a shared one
+    assert (a.shared, b.shared) == (shared, False)
     assert r.engine.active == 2
     assert {a.slot, b.slot} == {0, 1}
     a.data(1)
@@ -972,3 +1047,407 @@ def test_huge_window_stale_ack_0_is_not_progress(make_rig):
 
 def lockstep_from(c: Client, first: int) -> bytes:
     return lockstep(c, first)
+
+
+# ---------------------------------------------------------------- shared sockets
+
+@pytest.fixture
+def shared_rig(tmp_path):
+    r = Rig(tmp_path, capacity=8, shared=True)
+    yield r
+    r.close()
+
+
+def start_on(r: Rig, c: Client, fd: int | None = None, window: int = 1,
+             port: int | None = None) -> int:
+    """engine.start for c's file and address (or another port) on a shared socket (the
+    rig's by default), past the harness: for what start() must refuse, or a client that
+    asks again."""
+    st = os.fstat(c.fd)
+    return r.engine.start(r.shared_fd if fd is None else fd, c.fd, socket.inet_aton(LOCAL),
+                          c.port if port is None else port, st.st_size, st.st_mtime_ns,
+                          c.blksize, window, 100, 1000)
+
+
+def lockstep_all(r: Rig, clients: list[Client], refill=()) -> dict[Client, bytes]:
+    """RFC 1350 clients side by side. Each round every running one takes its next block,
+    then all of them ACK before the engine looks, so it reads the ACKs together and sends
+    the DATA they cause together. Each client that ends makes room for the next content
+    of refill, started at once. Returns what each client (refills too) received."""
+    refill = list(refill)
+    got = {c: bytearray() for c in clients}
+    block = dict.fromkeys(clients, 1)
+    running = list(clients)
+    for _ in range(10000):
+        if not running:
+            break
+        ended = []
+        for c in running:
+            payload = c.data(block[c])
+            got[c] += payload
+            if len(payload) < c.blksize:
+                ended.append(c)
+        for c in running:
+            c.sock.sendto(native.build_ack(block[c]), c.server)
+            block[c] += 1
+        r.pump_until(packets_in=r.engine.packets_in + len(running),
+                     packets_out=r.engine.packets_out + len(running) - len(ended))
+        running = [c for c in running if c not in ended]
+        for _ in ended[:len(refill)]:
+            c = r.transfer(refill.pop(0))
+            got[c], block[c] = bytearray(), 1
+            running.append(c)
+    assert not running and not refill
+    return {c: bytes(b) for c, b in got.items()}
+
+
+def peer_bucket(port: int, mask: int) -> int:
+    """The engine's peer table bucket of 127.0.0.1:port (tftp.pyx peer_hash), to make
+    clients collide on purpose; were the hash to change, the test using it would still
+    hold, only be less pointed."""
+    addr = int.from_bytes(socket.inet_aton(LOCAL), sys.byteorder)  # s_addr as stored
+    nport = int.from_bytes(port.to_bytes(2, "big"), sys.byteorder)  # sin_port as stored
+    h = (addr * 2654435761 ^ nport * 40503) & 0xffffffff
+    return (h ^ (h >> 16)) & mask
+
+
+def ports_in_buckets(buckets: list[int], mask: int) -> list[int]:
+    """A free loopback port (below the ephemeral range) for each bucket wanted."""
+    pools: dict[int, list[int]] = {b: [] for b in buckets}
+    for port in range(20000, 32768):
+        b = peer_bucket(port, mask)
+        if b in pools and len(pools[b]) < buckets.count(b) and port_is_free(port):
+            pools[b].append(port)
+        if all(len(p) == buckets.count(b) for b, p in pools.items()):
+            return [pools[b].pop(0) for b in buckets]
+    raise AssertionError("not enough free ports")
+
+
+def test_share_rejects_what_it_cannot_take():
+    """A socket the engine did not take stays the caller's to close, so share() must fail
+    before keeping anything."""
+    e = native.Engine(1, print, fake_clock=True)
+    with pytest.raises(OSError):
+        e.share(-1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((LOCAL, 0))
+    e.share(s.fileno())
+    fd = s.detach()  # the engine's now
+    with pytest.raises(OSError):
+        e.share(fd)  # already shared: not a second entry for the same socket
+    for _ in range(15):  # up to 16 in all (local addresses of the server)
+        assert e.can_share
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((LOCAL, 0))
+        e.share(s.fileno())
+        s.detach()
+    assert not e.can_share
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as extra:  # still the caller's
+        with pytest.raises(RuntimeError):
+            e.share(extra.fileno())
+
+
+def test_shared_many_concurrent_transfers_byte_exact(make_rig):
+    """50 clients on one socket at once, then 50 more taking the slots the first ones
+    leave as their sizes make them end: every ACK must reach its own transfer through the
+    peer table, however often its runs were cut and mended, and all DATA comes from the
+    one address."""
+    r = make_rig(capacity=64, shared=True)
+    sizes = [i * 7919 % 4000 for i in range(100)]  # 1 to 8 blocks, ending in mixed order
+    first = [r.transfer(os.urandom(n)) for n in sizes[:50]]
+    assert all(c.server == r.shared_addr for c in first)
+    assert r.engine.active == 50
+    got = lockstep_all(r, first, refill=[os.urandom(n) for n in sizes[50:]])
+    assert len(got) == 100
+    for c, data in got.items():
+        assert data == c.content
+        c.nothing()
+    assert {c.slot for c in got} == {c.slot for c in first}  # reused, none beyond
+    assert r.engine.active == 0
+    assert sorted(d[1:] for d in r.done) == sorted(("ok", 0, n, 0, 0) for n in sizes)
+    s = r.engine.stats()
+    assert s["packets_out"] == r.received == s["packets_in"] == sum(n // 512 + 1 for n in sizes)
+    assert s["bytes_out"] == sum(sizes)
+    assert s["strangers"] == s["malformed"] == s["retransmits"] == s["send_errors"] == 0
+    assert not port_is_free(r.shared_addr[1])
+
+
+def test_shared_peer_table_collisions_and_removal(make_rig):
+    """Clients whose addresses share one run of the engine's peer table (linear probing,
+    wrapping round its end), ending in each way and from each place in the run: the
+    entries after the hole must move so a lookup still meets them, or their ACKs would be
+    dropped as strangers' (or reach another transfer)."""
+    r = make_rig(capacity=8, shared=True)  # a table of 16 buckets
+    # the first 8 fill buckets 14, 15, 0 .. 5 (homes 14, 15 and 0); 5 more take the
+    # slots that the ended ones leave
+    ports = ports_in_buckets([14, 14, 15, 14, 0, 15, 0, 14, 14, 15, 0, 14, 15], mask=15)
+    spare = ports[8:]
+    clients = [r.transfer(os.urandom(8 * 40 + 3), blksize=8, port=p) for p in ports[:8]]
+    got = {c: bytearray() for c in clients}
+    nxt = dict.fromkeys(clients, 1)
+
+    def step_all():
+        """Every running client takes its next block and ACKs it: the DATA that answers
+        is its own next block (Client.data checks its number, the end its content)."""
+        for c in list(nxt):
+            got[c] += c.data(nxt[c])
+            c.ack(nxt[c])
+            nxt[c] += 1
+
+    def next_client(gone: Client) -> Client:
+        """Another colliding client takes the slot (its entry: the end of the run)."""
+        del nxt[gone]
+        c = r.transfer(os.urandom(8 * 40 + 3), blksize=8, port=spare.pop(0))
+        assert c.slot == gone.slot
+        got[c], nxt[c] = bytearray(), 1
+        step_all()
+        return c
+
+    step_all()
+    # the run, by bucket: 14 [0], 15 [1], 0 [2], 1 [3] .. 5 [7]; homes as listed above
+    head, past_wrap, before_wrap, middle = (clients[i] for i in (0, 3, 2, 6))
+    r.engine.abort(head.slot)  # the head: every other entry moves up
+    assert native.parse_reply(head.pending()[-1]) == (ERROR, 0, "transfer aborted by server")
+    next_client(head)
+    past_wrap.error(0)  # home 14, now in bucket 0: the client gives up
+    past_wrap.pending()
+    next_client(past_wrap)
+    r.engine.replace(before_wrap.slot)  # home 15, in 15: the one from 15 after it comes
+    before_wrap.pending()               # back across the wrap, the one from 0 stays
+    next_client(before_wrap)
+    got[middle] += lockstep(middle, nxt[middle])  # home 0, in bucket 1: completes
+    newest = next_client(middle)
+    r.engine.abort(newest.slot)  # the end of the run
+    newest.pending()
+    next_client(newest)
+    for c in list(nxt):
+        got[c] += lockstep(c, nxt[c])
+    for c, data in got.items():
+        assert data == (c.content if c not in (head, past_wrap, before_wrap, newest)
+                        else c.content[:len(data)])
+    outcomes = sorted(d[1] for d in r.done)
+    assert outcomes == sorted(["aborted", "client-error", "replaced", "aborted"] + ["ok"] * 9)
+    s = r.engine.stats()
+    assert s["strangers"] == s["malformed"] == s["retransmits"] == 0
+    assert r.engine.active == 0
+
+
+def test_shared_stranger_is_dropped_silently(shared_rig):
+    """A shared socket is not connected, so the kernel lets strangers in: the engine drops
+    them unanswered (an ERROR 5 could reach a new request of a client that reused its
+    port), counts them, and the transfer is not disturbed."""
+    rig = shared_rig
+    c = rig.transfer(os.urandom(1200))
+    assert c.data(1) == c.expected(1)
+    stranger = Peer(rig, server=rig.shared_addr)
+    stranger.sock.sendto(native.build_ack(1), rig.shared_addr)
+    rig.pump_until(strangers=1)
+    stranger.nothing()
+    c.nothing()  # the stranger's ACK 1 did not advance the transfer
+    s = rig.engine.stats()
+    assert (s["strangers"], s["packets_in"], s["packets_out"]) == (1, 1, 1)
+    # nor does its ERROR end it; malformed or not, a stranger's datagram is a stranger's
+    stranger.sock.sendto(native.build_error(0, "go away"), rig.shared_addr)
+    stranger.sock.sendto(b"\x00", rig.shared_addr)
+    rig.pump_until(strangers=3)
+    stranger.nothing()
+    c.nothing()
+    s = rig.engine.stats()
+    assert (s["strangers"], s["packets_in"], s["malformed"]) == (3, 3, 0)
+    assert rig.engine.active == 1 and rig.done == []
+    c.ack(1)
+    assert lockstep_from(c, 2) == c.content[512:]
+    assert rig.done == [(c.slot, "ok", 0, 1200, 0, 0)]
+    assert rig.engine.stats()["strangers"] == 3
+
+
+def test_shared_datagram_from_an_ended_transfer_is_a_stranger(shared_rig):
+    """The client of a transfer that ended is a stranger to the shared socket: its late
+    ACK (a retransmission of its own) and its ERROR go unanswered."""
+    rig = shared_rig
+    c = rig.transfer(os.urandom(700))
+    assert lockstep(c) == c.content
+    assert rig.done == [(c.slot, "ok", 0, 700, 0, 0)]
+    before = rig.engine.stats()
+    c.ack(2)
+    c.error(0, "late")
+    rig.pump_until(strangers=before["strangers"] + 2)
+    c.nothing()
+    s = rig.engine.stats()
+    assert s["packets_in"] == before["packets_in"] + 2
+    assert s["malformed"] == before["malformed"] and s["transfers_failed"] == 0
+    assert len(rig.done) == 1
+
+
+def test_shared_start_rejects_a_window_and_a_second_transfer_of_a_client(shared_rig):
+    """Windows need a socket of their own; and the peer's address is how the shared
+    socket tells its transfers apart, so a client has at most one on it."""
+    rig = shared_rig
+    a = rig.transfer(os.urandom(1200))
+    with pytest.raises(ValueError):
+        start_on(rig, a, window=4, port=Peer(rig).port)
+    with pytest.raises(ValueError):
+        start_on(rig, a)
+    assert rig.engine.active == 1
+    assert lockstep(a) == a.content  # the first one goes on, alone
+    assert rig.done[-1] == (a.slot, "ok", 0, 1200, 0, 0)
+    # once it ended, the same client may ask again (a new request from the same port)
+    slot = start_on(rig, a)
+    rig.engine.begin(slot)
+    assert lockstep(a) == a.content
+    assert rig.done[-1] == (slot, "ok", 0, 1200, 0, 0)
+    assert rig.engine.stats()["strangers"] == 0
+
+
+def test_shared_sockets_keep_their_clients_apart(shared_rig):
+    """Two shared sockets (two local addresses of the server): a client's datagram to the
+    one its transfer is not on is a stranger's there, though the engine knows the client."""
+    rig = shared_rig
+    fd2, addr2 = rig.share()
+    a = rig.transfer(os.urandom(1200))
+    b = rig.transfer(os.urandom(1200), via=(fd2, addr2))
+    assert a.server == rig.shared_addr != b.server == addr2
+    a.data(1)
+    b.data(1)
+    a.sock.sendto(native.build_ack(1), addr2)
+    rig.pump_until(strangers=1)
+    a.nothing()
+    b.nothing()
+    # one table of clients for every shared socket: one transfer on any of them
+    with pytest.raises(ValueError):
+        start_on(rig, a, fd=fd2)
+    a.ack(1)
+    b.ack(1)
+    assert lockstep_from(a, 2) == a.content[512:]
+    assert lockstep_from(b, 2) == b.content[512:]
+    assert sorted(d[1] for d in rig.done) == ["ok", "ok"]
+    assert rig.engine.stats()["strangers"] == 1
+
+
+def test_shared_socket_outlives_its_transfers_and_goes_with_the_engine(make_rig):
+    """However its transfers end, the shared socket stays for the next ones; the
+    engine closes it when it goes."""
+    r = make_rig(shared=True)
+    port = r.shared_addr[1]
+    ino = os.fstat(r.shared_fd).st_ino
+    a = r.transfer(os.urandom(600))
+    assert lockstep(a) == a.content
+    b = r.transfer(os.urandom(600))
+    b.data(1)
+    r.engine.abort(b.slot)
+    assert b.recv()[:2] == (ERROR, 0)
+    c = r.transfer(os.urandom(600), rto=100, give_up=100)
+    c.data(1)
+    r.at(100)
+    assert [d[1] for d in r.done] == ["ok", "aborted", "timeout"]
+    assert r.engine.active == 0
+    assert os.fstat(r.shared_fd).st_ino == ino and not port_is_free(port)
+    d = r.transfer(os.urandom(1000))  # it still carries new transfers
+    assert d.server == r.shared_addr
+    assert lockstep(d) == d.content
+    r.engine.abort_all()
+    assert not port_is_free(port)
+    r.engine = None  # the rig held the only reference
+    gc.collect()
+    assert port_is_free(port)
+    try:
+        assert os.fstat(r.shared_fd).st_ino != ino  # the number was taken again
+    except OSError as exc:
+        assert exc.errno == errno.EBADF
+
+
+@pytest.mark.parametrize("n, blksize", [(40, 8192), (80, 512)])
+def test_shared_acks_read_together_data_sent_together(make_rig, n, blksize):
+    """Every client ACKs before the engine looks: it reads the ACKs by recvmmsg (80 are
+    more than one batch of 64) and sends the DATA they cause by sendmmsg (40 blocks of
+    8 KiB are more than one send batch of 256 KiB holds). Each client gets exactly its
+    own next block, and the counters say what arrived."""
+    r = make_rig(capacity=n, shared=True)
+    clients = [r.transfer(os.urandom(blksize * 2 + i), blksize=blksize) for i in range(n)]
+    for c in clients:
+        assert c.data(1) == c.expected(1)
+    for block in (1, 2):
+        before = r.engine.stats()
+        for c in clients:
+            c.sock.sendto(native.build_ack(block), c.server)
+        r.pump_until(packets_out=before["packets_out"] + n)
+        for c in clients:
+            assert c.pending() == [b"\x00\x03" + (block + 1).to_bytes(2, "big")
+                                   + c.expected(block + 1)]
+        s = r.engine.stats()
+        assert s["packets_out"] - before["packets_out"] == n == s["packets_in"] - before["packets_in"]
+        assert s["bytes_out"] - before["bytes_out"] == sum(len(c.expected(block + 1)) for c in clients)
+        assert r.received == s["packets_out"]
+    for c in clients:
+        c.sock.sendto(native.build_ack(3), c.server)
+    r.pump_until(transfers_ok=n)
+    for c in clients:
+        c.nothing()
+    assert sorted(d[1:4] for d in r.done) == sorted(("ok", 0, blksize * 2 + i) for i in range(n))
+    s = r.engine.stats()
+    assert s["send_errors"] == s["retransmits"] == s["strangers"] == s["malformed"] == 0
+    assert s["packets_out"] == 3 * n and s["bytes_out"] == sum(blksize * 2 + i for i in range(n))
+
+
+def test_shared_closed_client_port_ends_only_its_transfer(shared_rig):
+    """ICMP port unreachable for one client lands on the socket all of them share (its
+    error queue): it ends that client's transfer, and the ECONNREFUSED it leaves on the
+    socket for the next send does not cost the others theirs."""
+    rig = shared_rig
+    a, b, c = (rig.transfer(os.urandom(1500), rto=100) for _ in range(3))
+    for x in (a, b, c):
+        x.data(1)
+    _client_gone(rig, b)
+    rig.at(100)  # all three resent; b's meets ICMP port unreachable
+    rig.received += 1  # b's reached nobody
+    rig.pump()
+    assert rig.done == [(b.slot, "unreachable", 0, 0, 1, 100)]
+    assert rig.engine.stats()["send_errors"] == 0
+    for x in (a, c):
+        assert x.data(1) == x.expected(1)  # the retransmission
+        x.ack(1)
+    assert lockstep_from(a, 2) == a.content[512:]
+    assert lockstep_from(c, 2) == c.content[512:]
+    assert sorted(d[1] for d in rig.done) == ["ok", "ok", "unreachable"]
+    assert rig.engine.active == 0 and rig.let_go(b)
+
+
+def test_shared_closed_client_port_is_read_from_the_error_queue(shared_rig):
+    """On a shared socket the ECONNREFUSED a send meets may be about any of its clients,
+    so the send is made again; the transfer ends when the engine reads the error queue
+    (its next poll), not at that send as on a connected socket."""
+    rig = shared_rig
+    oack = b"\x00\x06tsize\x00100\x00"
+    c = rig.transfer(b"q" * 100, oack=oack, rto=100)
+    assert c.recv_raw() == oack
+    _client_gone(rig, c)
+    rig.at(100)
+    rig.received = rig.engine.packets_out
+    rig.at(300)  # the error waiting on the socket does not stop this one
+    rig.received = rig.engine.packets_out
+    assert rig.done == [] and rig.engine.stats()["send_errors"] == 0
+    rig.pump()
+    assert rig.done == [(c.slot, "unreachable", 0, 0, 2, 300)]
+    assert rig.engine.active == 0 and rig.let_go(c)
+    rig.at(1000)  # no timer left behind
+
+
+def test_shared_on_done_starting_a_transfer_while_draining(shared_rig):
+    """The service may start a transfer from its callback; one started while the engine
+    reads the shared socket has its first DATA queued with the batch's replies, and it
+    must leave with them."""
+    rig = shared_rig
+    a = rig.transfer(b"a" * 100)
+    a.data(1)
+    later = []
+
+    def hook(*done):
+        if not later:
+            later.append(rig.transfer(os.urandom(700)))
+    rig.hook = hook
+    a.ack(1)  # ends a while draining
+    b, = later
+    assert rig.done[0] == (a.slot, "ok", 0, 100, 0, 0)
+    assert b.slot == a.slot and b.server == rig.shared_addr
+    assert lockstep(b) == b.content
+    assert rig.done[1] == (b.slot, "ok", 0, 700, 0, 0)

@@ -9,8 +9,14 @@ cdef enum XferState:
     XFER_SENDING = 2      # DATA windows going out (RFC 1350, RFC 7440)
 
 
+cdef extern from "udpio.h" nogil:
+    ctypedef struct udpio_batch:
+        pass
+
+
 cdef struct Xfer:
-    int sock                # the transfer's own UDP socket: its TID
+    int sock                # its UDP socket (the TID): its own, or a shared one
+    uint8_t shared          # sock is shared with other lock-step transfers (Engine.share)
     int fd                  # file being served (shared; owned by the Python side)
     const char *content     # or its snapshot in memory (a bytes object in Engine.contents)
     uint32_t gen            # bumped when the slot is reused; stale epoll events are dropped
@@ -52,6 +58,12 @@ cdef class Engine:
     cdef char rbuf[600]           # one received datagram: ACKs are 4 bytes, ERRORs short
     cdef sockaddr_in raddr
     cdef void *events
+    cdef int shared_fds[16]       # sockets shared by lock-step transfers, one per local address
+    cdef int nshared
+    cdef int32_t *by_peer         # shared transfers by client address: open addressing, -1 empty
+    cdef uint32_t by_peer_mask
+    cdef udpio_batch *batch       # a shared socket's datagrams in and replies out
+    cdef int batch_fd             # the shared socket being drained: its sends are batched
     cdef object on_done
     cdef list contents            # slot -> bytes snapshot being served, or None
     cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred
@@ -61,6 +73,13 @@ cdef class Engine:
     cdef public uint64_t retransmits, bytes_out, send_errors, transfers_ok, transfers_failed
 
     cdef inline uint64_t clock(self) noexcept
+    cdef uint32_t peer_hash(self, const sockaddr_in *a) noexcept
+    cdef int32_t peer_find(self, const sockaddr_in *a) noexcept
+    cdef void peer_remove(self, int32_t slot) noexcept
+    cdef void drain_shared(self, int fd) noexcept
+    cdef void flush_batch(self, int fd) noexcept
+    cdef void read_errors(self, int fd) noexcept
+    cdef int send_one(self, Xfer *x, const char *pkt, size_t n) noexcept
     cdef void wheel_insert(self, int32_t slot) noexcept
     cdef void wheel_remove(self, int32_t slot) noexcept
     cdef bint file_unchanged(self, Xfer *x) noexcept

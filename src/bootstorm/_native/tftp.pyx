@@ -9,7 +9,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset, strlen
-from libc.errno cimport ECONNREFUSED, EMSGSIZE, errno
+from libc.errno cimport EAGAIN, ECONNREFUSED, EMSGSIZE, errno
 from posix.unistd cimport close
 
 from bootstorm.errors import TftpError
@@ -39,7 +39,7 @@ cdef extern from "sys/epoll.h" nogil:
     struct epoll_event:
         uint32_t events
         epoll_data_t data
-    enum: EPOLLIN, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
+    enum: EPOLLIN, EPOLLERR, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)
     int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
@@ -56,6 +56,13 @@ cdef extern from "udpio.h" nogil:
     int udpio_send_segments(int fd, char *buf, size_t seg_len, int nseg, size_t last_len,
                             int use_gso)
     int udpio_recv(int fd, char *buf, size_t len, sockaddr_in *src)
+    udpio_batch *udpio_batch_new()
+    int udpio_batch_recv(int fd, udpio_batch *b)
+    int udpio_batch_get(udpio_batch *b, int i, const char **data, const sockaddr_in **src)
+    char *udpio_batch_add(udpio_batch *b, const sockaddr_in *to, size_t n)
+    void udpio_batch_unadd(udpio_batch *b)
+    int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *nbytes, int *lost)
+    int udpio_read_error(int fd, sockaddr_in *peer)
 
 cdef extern from "fsopen.h" nogil:
     int fs_have_openat2()
@@ -82,6 +89,8 @@ cdef enum:
     WHEEL_SLOTS = 512        # one rotation = 5.12 s; later deadlines go round again
     MAX_RTO_MS = 8000        # backoff cap: 1, 2, 4, 8, 8, ... seconds
     MAX_EVENTS = 256
+    MAX_SHARED = 16          # Engine.shared_fds
+    SHARED_ROUNDS = 16       # batches read from a shared socket per wake-up
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
 
 
@@ -285,8 +294,18 @@ cdef class Engine:
         self.wheel = <int32_t *>malloc(WHEEL_SLOTS * sizeof(int32_t))
         self.scratch = <char *>malloc(SCRATCH_LEN)
         self.events = calloc(MAX_EVENTS, sizeof(epoll_event))
-        if not (self.xfers and self.wheel and self.scratch and self.events):
+        self.by_peer_mask = 1
+        while self.by_peer_mask < <uint32_t>capacity * 2:  # at most half full
+            self.by_peer_mask <<= 1
+        self.by_peer = <int32_t *>malloc(self.by_peer_mask * sizeof(int32_t))
+        self.by_peer_mask -= 1
+        self.batch = udpio_batch_new()
+        self.batch_fd = -1
+        if not (self.xfers and self.wheel and self.scratch and self.events and self.by_peer
+                and self.batch):
             raise MemoryError()
+        for i in range(self.by_peer_mask + 1):
+            self.by_peer[i] = -1
         for i in range(WHEEL_SLOTS):
             self.wheel[i] = -1
         for i in range(capacity):
@@ -300,10 +319,14 @@ cdef class Engine:
         cdef int32_t i
         if self.xfers:
             for i in range(self.capacity):
-                if self.xfers[i].state != XFER_FREE and self.xfers[i].sock >= 0:
+                if self.xfers[i].state != XFER_FREE and not self.xfers[i].shared:
                     close(self.xfers[i].sock)
+        for i in range(self.nshared):
+            close(self.shared_fds[i])
         if self.epfd >= 0:
             close(self.epfd)
+        free(self.by_peer)
+        free(self.batch)
         free(self.xfers)
         free(self.wheel)
         free(self.scratch)
@@ -320,6 +343,11 @@ cdef class Engine:
         return self.active_count
 
     @property
+    def can_share(self):
+        """Whether share() takes another socket."""
+        return self.nshared < MAX_SHARED
+
+    @property
     def uses_gso(self):
         return bool(self.gso)
 
@@ -328,16 +356,37 @@ cdef class Engine:
             raise RuntimeError("set_clock needs fake_clock=True")
         self.now_ms = now_ms
 
+    def share(self, int sock):
+        """Take a bound, non-blocking, unconnected UDP socket that lock-step transfers
+        (window 1) may share: start() with it sends every datagram to its transfer's peer
+        and finds the transfer of each arriving one by the peer's address. The engine owns
+        and closes it. Set IP_RECVERR on it to have a closed client port end its transfer."""
+        cdef epoll_event ev
+        if self.nshared == MAX_SHARED:
+            raise RuntimeError("too many shared sockets")
+        ev.events = EPOLLIN
+        ev.data.u64 = <uint32_t>self.nshared  # generation 0: a shared socket, not a transfer
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, sock, &ev) < 0:
+            raise OSError(errno, "epoll_ctl")
+        self.shared_fds[self.nshared] = sock
+        self.nshared += 1
+
     def start(self, int sock, int fd, bytes peer_ip4 not None, int peer_port, uint64_t size,
               int64_t mtime_ns, int blksize, int window, int rto_ms, int give_up_ms,
               bytes oack=None, bytes content=None):
         """Take a transfer: sock is its bound, non-blocking UDP socket (the engine connects
-        it to the peer, owns and closes it); the data comes from `content` when given (a
+        it to the peer, owns and closes it), or a socket given to share() if window is 1;
+        the data comes from `content` when given (a
         snapshot held in memory; fd is then ignored), else from the open file fd (the
         caller owns it). Returns its slot; nothing is sent until begin(slot)."""
-        cdef int32_t slot = self.free_head
+        cdef int32_t slot = self.free_head, i
         cdef Xfer *x
         cdef epoll_event ev
+        cdef bint shared = 0
+        cdef uint32_t h
+        for i in range(self.nshared):
+            if self.shared_fds[i] == sock:
+                shared = 1
         if slot < 0:
             raise RuntimeError("transfer table full")
         if len(peer_ip4) != 4:
@@ -348,21 +397,32 @@ cdef class Engine:
             raise ValueError("OACK too long")
         if content is not None and <uint64_t>len(content) != size:
             raise ValueError("content length differs from size")
+        if shared and window != 1:
+            raise ValueError("a shared socket carries lock-step transfers only (window 1)")
         x = &self.xfers[slot]
         memset(&x.peer, 0, sizeof(sockaddr_in))
         x.peer.sin_family = 2  # AF_INET
         x.peer.sin_port = ((peer_port & 0xff) << 8) | ((peer_port >> 8) & 0xff)
         memcpy(&x.peer.sin_addr.s_addr, <const char *>peer_ip4, 4)
-        # Connected: each send skips the route lookup (about 7 % of the server's CPU per
-        # small transfer), and the kernel answers a stranger with ICMP port unreachable.
-        if connect(sock, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) < 0:
-            raise OSError(errno, "connect")
-        ev.events = EPOLLIN
-        ev.data.u64 = (<uint64_t>(x.gen + 1) << 32) | <uint32_t>slot
-        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, sock, &ev) < 0:
-            raise OSError(errno, "epoll_ctl")
+        if shared:
+            if self.peer_find(&x.peer) >= 0:
+                raise ValueError("this client already has a transfer on a shared socket")
+            h = self.peer_hash(&x.peer)
+            while self.by_peer[h] >= 0:
+                h = (h + 1) & self.by_peer_mask
+            self.by_peer[h] = slot
+        else:
+            # Connected: each send skips the route lookup (about 7 % of the server's CPU per
+            # small transfer), and the kernel answers a stranger with ICMP port unreachable.
+            if connect(sock, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) < 0:
+                raise OSError(errno, "connect")
+            ev.events = EPOLLIN
+            ev.data.u64 = (<uint64_t>(x.gen + 1 if x.gen + 1 else 1) << 32) | <uint32_t>slot
+            if epoll_ctl(self.epfd, EPOLL_CTL_ADD, sock, &ev) < 0:
+                raise OSError(errno, "epoll_ctl")
         self.free_head = x.wheel_next
-        x.gen += 1
+        x.gen = x.gen + 1 if x.gen + 1 else 1  # 0 tags the shared sockets' epoll events
+        x.shared = shared
         x.sock = sock
         x.fd = fd
         # the engine keeps the snapshot alive until the transfer ends
@@ -444,6 +504,11 @@ cdef class Engine:
             for i in range(n):
                 slot = <int32_t>(ev[i].data.u64 & 0xffffffffu)
                 gen = <uint32_t>(ev[i].data.u64 >> 32)
+                if gen == 0:
+                    if ev[i].events & EPOLLERR:
+                        self.read_errors(self.shared_fds[slot])
+                    self.drain_shared(self.shared_fds[slot])
+                    continue
                 x = &self.xfers[slot]
                 if x.state == XFER_FREE or x.gen != gen:
                     continue  # ended earlier in this batch
@@ -511,6 +576,106 @@ cdef class Engine:
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return <uint64_t>ts.tv_sec * 1000 + <uint64_t>ts.tv_nsec // 1000000
 
+    cdef uint32_t peer_hash(self, const sockaddr_in *a) noexcept:
+        cdef uint32_t h = a.sin_addr.s_addr * 2654435761u ^ (<uint32_t>a.sin_port * 40503u)
+        return (h ^ (h >> 16)) & self.by_peer_mask
+
+    cdef int32_t peer_find(self, const sockaddr_in *a) noexcept:
+        """The shared transfer of this client, or -1."""
+        cdef uint32_t h = self.peer_hash(a)
+        cdef int32_t slot
+        while True:
+            slot = self.by_peer[h]
+            if slot < 0:
+                return -1
+            if (self.xfers[slot].peer.sin_port == a.sin_port
+                    and self.xfers[slot].peer.sin_addr.s_addr == a.sin_addr.s_addr):
+                return slot
+            h = (h + 1) & self.by_peer_mask
+
+    cdef void peer_remove(self, int32_t slot) noexcept:
+        cdef uint32_t h = self.peer_hash(&self.xfers[slot].peer), k
+        cdef int32_t moved
+        while self.by_peer[h] != slot:
+            h = (h + 1) & self.by_peer_mask
+        self.by_peer[h] = -1
+        # linear probing: the rest of the run moves up to where a lookup meets it
+        h = (h + 1) & self.by_peer_mask
+        while self.by_peer[h] >= 0:
+            moved = self.by_peer[h]
+            self.by_peer[h] = -1
+            k = self.peer_hash(&self.xfers[moved].peer)
+            while self.by_peer[k] >= 0:
+                k = (k + 1) & self.by_peer_mask
+            self.by_peer[k] = moved
+            h = (h + 1) & self.by_peer_mask
+
+    cdef void drain_shared(self, int fd) noexcept:
+        """Read a shared socket's datagrams in batches and hand each to its transfer; the
+        DATA they cause leaves in one sendmmsg per batch."""
+        cdef int n, i, got, rounds
+        cdef int32_t slot
+        cdef const char *data
+        cdef const sockaddr_in *src
+        self.batch_fd = fd
+        for rounds in range(SHARED_ROUNDS):  # bounded, like poll
+            n = udpio_batch_recv(fd, self.batch)
+            if n == -ECONNREFUSED:
+                continue  # an ICMP error, reported once to any call: read_errors has it
+            if n <= 0:
+                break
+            for i in range(n):
+                got = udpio_batch_get(self.batch, i, &data, &src)
+                slot = self.peer_find(src)
+                if slot < 0 or self.xfers[slot].sock != fd:
+                    # Not a transfer's client (or one just ended): dropped without an
+                    # answer, since an ERROR 5 could reach the next request of a client that
+                    # reused its port, and be taken as the answer to it
+                    self.packets_in += 1
+                    self.strangers += 1
+                    continue
+                self.handle_datagram(slot, data, got if got >= 0 else -1, <sockaddr_in *>src)
+            self.flush_batch(fd)
+            if n < 64:
+                break
+        self.batch_fd = -1
+
+    cdef void flush_batch(self, int fd) noexcept:
+        """Send the DATA queued while draining a shared socket (all of it DATA)."""
+        cdef uint64_t nbytes
+        cdef int lost
+        cdef int sent = udpio_batch_flush(fd, self.batch, &nbytes, &lost)
+        self.packets_out += <uint64_t>sent
+        self.bytes_out += nbytes - <uint64_t>sent * HEADER_LEN
+        self.send_errors += <uint64_t>lost
+
+    cdef void read_errors(self, int fd) noexcept:
+        """A shared socket's ICMP errors (IP_RECVERR): port unreachable ends the transfer of
+        the client that sent it, as ECONNREFUSED does on a transfer's own socket."""
+        cdef int i, r
+        cdef int32_t slot
+        for i in range(64):
+            r = udpio_read_error(fd, &self.raddr)
+            if r < 0:
+                return
+            if r == 1:
+                slot = self.peer_find(&self.raddr)
+                if slot >= 0 and self.xfers[slot].sock == fd:
+                    self.finish(slot, OUT_UNREACHABLE, 0)
+
+    cdef int send_one(self, Xfer *x, const char *pkt, size_t n) noexcept:
+        """One datagram to the transfer's peer: 0 or -errno."""
+        cdef int tries
+        if not x.shared:
+            return 0 if send(x.sock, pkt, n, 0) >= 0 else -errno
+        for tries in range(2):
+            if sendto(x.sock, pkt, n, 0, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) >= 0:
+                return 0
+            if errno != ECONNREFUSED:
+                return -errno
+            # an ICMP error about another peer of the shared socket: read_errors has it
+        return -EAGAIN
+
     cdef void wheel_insert(self, int32_t slot) noexcept:
         # ceil to a wheel slot, so the slot comes round no earlier than the deadline
         cdef Xfer *x = &self.xfers[slot]
@@ -540,8 +705,9 @@ cdef class Engine:
 
     cdef int send_oack(self, int32_t slot) noexcept:
         cdef Xfer *x = &self.xfers[slot]
-        if send(x.sock, x.oack, x.oack_len, 0) < 0:
-            if errno == ECONNREFUSED:  # an ICMP error of an earlier send surfacing here
+        cdef int r = self.send_one(x, x.oack, x.oack_len)
+        if r < 0:
+            if r == -ECONNREFUSED:  # an ICMP error of an earlier send surfacing here
                 self.finish(slot, OUT_UNREACHABLE, 0)
                 return -1
             self.send_errors += 1
@@ -558,6 +724,7 @@ cdef class Engine:
         cdef int per_chunk, nseg, i, r
         cdef iovec iov[GSO_MAX_SEGMENTS]
         cdef char *p
+        cdef char *buf
         if last > x.last_block:
             last = x.last_block
         if first > last:
@@ -570,11 +737,18 @@ cdef class Engine:
         b = first
         while b <= last:
             nseg = <int>(last - b + 1) if last - b + 1 < <uint64_t>per_chunk else per_chunk
+            buf = self.scratch
+            if self.batch_fd == x.sock:  # a shared socket being drained: one block, batched
+                blen = x.blksize if b < x.last_block else x.size - (x.last_block - 1) * x.blksize
+                buf = udpio_batch_add(self.batch, &x.peer, blen + HEADER_LEN)
+                if buf == NULL:  # full: send what it holds
+                    self.flush_batch(x.sock)
+                    buf = udpio_batch_add(self.batch, &x.peer, blen + HEADER_LEN)
             total = 0
             for i in range(nseg):
                 blk = b + <uint64_t>i
                 blen = x.blksize if blk < x.last_block else x.size - (x.last_block - 1) * x.blksize
-                p = self.scratch + <size_t>i * seg
+                p = buf + <size_t>i * seg
                 store16(p, OP_DATA)
                 store16(p + 2, <uint16_t>(blk & 0xffff))  # rolls over 65535 -> 0
                 iov[i].iov_base = p + HEADER_LEN
@@ -590,10 +764,18 @@ cdef class Engine:
                 # sending a mix of old and new content (docs/tftp.md). Checked after the
                 # read: a write that put new bytes in it has already moved the mtime.
                 if r < 0 or <size_t>r != total or not self.file_unchanged(x):
+                    if buf != self.scratch:
+                        udpio_batch_unadd(self.batch)
                     self.finish(slot, OUT_FILE_CHANGED, 0)
                     return -1
-            r = udpio_send_segments(x.sock, self.scratch, seg, nseg,
-                                    blen + HEADER_LEN, self.gso)
+            if buf != self.scratch:
+                r = 1  # queued: drain_shared sends and counts it
+            elif x.shared:
+                r = self.send_one(x, buf, blen + HEADER_LEN)
+                r = 1 if r == 0 else r
+            else:
+                r = udpio_send_segments(x.sock, self.scratch, seg, nseg,
+                                        blen + HEADER_LEN, self.gso)
             if r == -EIO and self.gso:
                 # a device without checksum offload refuses GSO: fall back for good
                 self.gso = 0
@@ -605,8 +787,9 @@ cdef class Engine:
             if r < 0:
                 self.send_errors += 1  # treated as loss: the timer resends
                 break
-            self.packets_out += <uint64_t>r
-            self.bytes_out += total
+            if buf == self.scratch:
+                self.packets_out += <uint64_t>r
+                self.bytes_out += total
             if b <= x.sent:  # blocks of this chunk sent before: retransmissions
                 resent = (x.sent if x.sent < b + <uint64_t>r - 1 else b + <uint64_t>r - 1) - b + 1
                 self.retransmits += resent
@@ -726,7 +909,10 @@ cdef class Engine:
         else:
             self.transfers_failed += 1
         self.wheel_remove(slot)
-        close(x.sock)  # the engine holds the only descriptor: closing leaves the epoll set
+        if x.shared:
+            self.peer_remove(slot)
+        else:
+            close(x.sock)  # the engine holds the only descriptor: closing leaves the epoll set
         x.sock = -1
         x.state = XFER_FREE
         x.content = NULL
