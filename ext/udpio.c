@@ -26,51 +26,77 @@ int udpio_probe_gso(void)
     return ok;
 }
 
-static int send_gso(int fd, char *buf, size_t seg_len, int nseg, size_t last_len)
+/* One datagram of len bytes at base, from or to *addr (NULL: the connected peer). */
+static void set_msg(struct mmsghdr *m, struct iovec *iov, void *base, size_t len,
+                    const struct sockaddr_in *addr)
 {
-    char control[CMSG_SPACE(sizeof(uint16_t))];
-    struct iovec iov = {buf, seg_len * (size_t)(nseg - 1) + last_len};
-    struct msghdr msg;
-    struct cmsghdr *cm;
-    memset(&msg, 0, sizeof msg);
-    memset(control, 0, sizeof control);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_UDP;
-    cm->cmsg_type = UDP_SEGMENT;
-    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    *(uint16_t *)CMSG_DATA(cm) = (uint16_t)seg_len;
-    if (sendmsg(fd, &msg, 0) < 0)
-        return -errno;
-    return nseg;
+    iov->iov_base = base;
+    iov->iov_len = len;
+    memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
+    m->msg_hdr.msg_iov = iov;
+    m->msg_hdr.msg_iovlen = 1;
+    m->msg_hdr.msg_name = (void *)addr;
+    m->msg_hdr.msg_namelen = addr ? sizeof *addr : 0;
 }
 
-int udpio_send_segments(int fd, char *buf, size_t seg_len, int nseg, size_t last_len,
-                        int use_gso)
+/* Ancillary data of one send: UDP_SEGMENT when gso_size, and the source address when from
+ * (IP_PKTINFO: a socket bound to the wildcard address answers from the one it was asked
+ * on). control has room for SEND_CTL bytes. */
+#define SEND_CTL (CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(struct in_pktinfo)))
+static void set_control(struct msghdr *msg, char *control, uint16_t gso_size,
+                        const struct in_addr *from)
+{
+    struct cmsghdr *cm = (struct cmsghdr *)control;
+    size_t len = (gso_size ? CMSG_SPACE(sizeof(uint16_t)) : 0)
+                 + (from ? CMSG_SPACE(sizeof(struct in_pktinfo)) : 0);
+    if (!len)
+        return;
+    memset(control, 0, len);
+    msg->msg_control = control;
+    msg->msg_controllen = len;
+    if (gso_size) {
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(cm), &gso_size, sizeof gso_size);
+        cm = (struct cmsghdr *)(control + CMSG_SPACE(sizeof(uint16_t)));
+    }
+    if (from) {
+        struct in_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        pi.ipi_spec_dst = *from;
+        cm->cmsg_level = IPPROTO_IP;
+        cm->cmsg_type = IP_PKTINFO;
+        cm->cmsg_len = CMSG_LEN(sizeof pi);
+        memcpy(CMSG_DATA(cm), &pi, sizeof pi);
+    }
+}
+
+int udpio_send_segments(int fd, const struct sockaddr_in *to, const struct in_addr *from,
+                        char *buf, size_t seg_len, int nseg, size_t last_len, int use_gso)
 {
     struct mmsghdr msgs[UDPIO_MAX_BATCH];
     struct iovec iovs[UDPIO_MAX_BATCH];
+    char control[SEND_CTL];
+    struct msghdr shared;
     int i, n;
     if (nseg <= 0)
         return 0;
     if (nseg > UDPIO_MAX_BATCH)
         return -EINVAL;
-    if (nseg == 1) {
-        if (send(fd, buf, last_len, 0) < 0)
+    if (nseg == 1 || use_gso) { /* one sendmsg: GSO cuts it into nseg datagrams */
+        set_msg(&msgs[0], &iovs[0], buf, seg_len * (size_t)(nseg - 1) + last_len, to);
+        set_control(&msgs[0].msg_hdr, control, nseg > 1 ? (uint16_t)seg_len : 0, from);
+        if (sendmsg(fd, &msgs[0].msg_hdr, 0) < 0)
             return -errno;
-        return 1;
+        return nseg;
     }
-    if (use_gso)
-        return send_gso(fd, buf, seg_len, nseg, last_len);
-    memset(msgs, 0, sizeof(struct mmsghdr) * (size_t)nseg);
+    memset(&shared, 0, sizeof shared);
+    set_control(&shared, control, 0, from);
     for (i = 0; i < nseg; i++) {
-        iovs[i].iov_base = buf + seg_len * (size_t)i;
-        iovs[i].iov_len = i == nseg - 1 ? last_len : seg_len;
-        msgs[i].msg_hdr.msg_iov = &iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
+        set_msg(&msgs[i], &iovs[i], buf + seg_len * (size_t)i, i == nseg - 1 ? last_len : seg_len, to);
+        msgs[i].msg_hdr.msg_control = shared.msg_control;  /* read only: one for all */
+        msgs[i].msg_hdr.msg_controllen = shared.msg_controllen;
     }
     n = sendmmsg(fd, msgs, (unsigned)nseg, 0);
     return n < 0 ? -errno : n;
@@ -89,7 +115,7 @@ int udpio_recv(int fd, char *buf, size_t len, struct sockaddr_in *from)
 }
 
 #define UDPIO_IN_MAX 64
-#define UDPIO_IN_LEN 600 /* ACKs are 4 bytes, ERRORs short */
+#define UDPIO_IN_CTL CMSG_SPACE(sizeof(struct in_pktinfo))
 #define UDPIO_OUT_MAX 64
 
 struct udpio_batch {
@@ -97,26 +123,15 @@ struct udpio_batch {
     struct iovec in_iov[UDPIO_IN_MAX];
     struct sockaddr_in in_from[UDPIO_IN_MAX];
     char in_buf[UDPIO_IN_MAX][UDPIO_IN_LEN];
+    char in_ctl[UDPIO_IN_MAX][UDPIO_IN_CTL];
     int out_n;
     size_t out_used;
     struct mmsghdr out[UDPIO_OUT_MAX];
     struct iovec out_iov[UDPIO_OUT_MAX];
     struct sockaddr_in out_to[UDPIO_OUT_MAX];
+    char out_ctl[UDPIO_OUT_MAX][SEND_CTL];
     char out_buf[UDPIO_OUT_BYTES];
 };
-
-/* One datagram of len bytes at base, from or to *addr. */
-static void set_msg(struct mmsghdr *m, struct iovec *iov, void *base, size_t len,
-                    struct sockaddr_in *addr)
-{
-    iov->iov_base = base;
-    iov->iov_len = len;
-    memset(&m->msg_hdr, 0, sizeof m->msg_hdr);
-    m->msg_hdr.msg_iov = iov;
-    m->msg_hdr.msg_iovlen = 1;
-    m->msg_hdr.msg_name = addr;
-    m->msg_hdr.msg_namelen = sizeof *addr;
-}
 
 udpio_batch *udpio_batch_new(void)
 {
@@ -126,8 +141,11 @@ udpio_batch *udpio_batch_new(void)
 int udpio_batch_recv(int fd, udpio_batch *b)
 {
     int i, n;
-    for (i = 0; i < UDPIO_IN_MAX; i++)
+    for (i = 0; i < UDPIO_IN_MAX; i++) {
         set_msg(&b->in[i], &b->in_iov[i], b->in_buf[i], UDPIO_IN_LEN, &b->in_from[i]);
+        b->in[i].msg_hdr.msg_control = b->in_ctl[i];
+        b->in[i].msg_hdr.msg_controllen = UDPIO_IN_CTL;
+    }
     n = recvmmsg(fd, b->in, UDPIO_IN_MAX, MSG_DONTWAIT, NULL);
     return n < 0 ? -errno : n;
 }
@@ -142,7 +160,24 @@ int udpio_batch_get(udpio_batch *b, int i, const char **data, const struct socka
     return (int)b->in[i].msg_len;
 }
 
-char *udpio_batch_add(udpio_batch *b, const struct sockaddr_in *to, size_t len)
+int udpio_batch_pktinfo(udpio_batch *b, int i, int *ifindex, struct in_addr *local)
+{
+    struct msghdr *h = &b->in[i].msg_hdr;
+    struct cmsghdr *cm;
+    for (cm = CMSG_FIRSTHDR(h); cm; cm = CMSG_NXTHDR(h, cm))
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+            const struct in_pktinfo *pi = (const void *)CMSG_DATA(cm);
+            *ifindex = pi->ipi_ifindex;
+            *local = pi->ipi_spec_dst;
+            return 1;
+        }
+    *ifindex = 0;
+    local->s_addr = 0;
+    return 0;
+}
+
+char *udpio_batch_add(udpio_batch *b, const struct sockaddr_in *to, const struct in_addr *from,
+                      size_t len)
 {
     int i = b->out_n;
     char *p;
@@ -151,6 +186,7 @@ char *udpio_batch_add(udpio_batch *b, const struct sockaddr_in *to, size_t len)
     p = b->out_buf + b->out_used;
     b->out_to[i] = *to;
     set_msg(&b->out[i], &b->out_iov[i], p, len, &b->out_to[i]);
+    set_control(&b->out[i].msg_hdr, b->out_ctl[i], 0, from);
     b->out_n++;
     b->out_used += len;
     return p;

@@ -48,7 +48,8 @@ def _config(args):
             blksize_max=args.blksize_max, window_bytes_max=args.window_bytes_max,
             max_transfers=args.max_transfers, retransmit_timeout=args.retransmit_timeout,
             give_up_timeout=args.give_up_timeout, no_blocksize=args.no_blocksize,
-            lowercase=args.lowercase, memory_file_max=args.memory_file_max))
+            lowercase=args.lowercase, memory_file_max=args.memory_file_max,
+            single_port=args.single_port))
     else:
         raise ConfigError("nothing to serve: give --tftp-root DIR or --config FILE")
     if args.no_tftp:
@@ -242,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve files up to N bytes from a snapshot in memory (default %(default)s)")
     s.add_argument("--no-blocksize", action="store_true", help="ignore the blksize option (dnsmasq tftp-no-blocksize)")
     s.add_argument("--lowercase", action="store_true", help="map file names to lower case (dnsmasq tftp-lowercase)")
+    s.add_argument("--single-port", action="store_true",
+                   help="send every transfer from the listening port, for NAT (dnsmasq tftp-single-port)")
     s.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")
     s.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines on stderr")
     s.set_defaults(func=cmd_serve)

@@ -36,6 +36,9 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
     unique_root: str | None = None  # "ip" or "mac": serve ROOT/<client>/ when it exists
     secure: bool = False  # only files owned by the server's user (dnsmasq tftp-secure)
     port_range: list[int] | None = None  # [first, last] ports for transfers (tftp-port-range)
+    # every transfer from the listening port, as dnsmasq tftp-single-port: through NAT and
+    # firewalls that pass only port 69's replies (not RFC 1350's fresh port per transfer)
+    single_port: bool = False
     no_fail: bool = False  # start even when a root is missing (dnsmasq tftp-no-fail)
 
     def __post_init__(self) -> None:

@@ -115,9 +115,6 @@ _REJECT = {
     "dhcp-name-match": "bootstorm cannot set tags from client host names: match by MAC (dhcp-mac), "
                        "vendor or user class instead",
     "read-ethers": "bootstorm reads no /etc/ethers: write the hosts as dhcp-host=MAC,... lines",
-    "tftp-single-port": "bootstorm never sends transfers from port 69 (lock-step ones share one port "
-                        "per address, windowed ones have their own; missing: single-port mode in "
-                        "[tftp]); allow the ephemeral ports, or tftp-port-range, through the firewall",
 }
 
 # dnsmasq's quoting hides these characters from the parser (src/option.c meta[])
@@ -952,6 +949,9 @@ class _Reader:
 
     def opt_tftp_no_blocksize(self, arg, where, name):
         self.tftp_opts["no_blocksize"] = (True, where)
+
+    def opt_tftp_single_port(self, arg, where, name):
+        self.tftp_opts["single_port"] = (True, where)
 
     def opt_tftp_no_fail(self, arg, where, name):
         self.tftp_no_fail = True

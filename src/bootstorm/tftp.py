@@ -56,6 +56,13 @@ def arp_mac(ip: str) -> str | None:
     return None
 
 
+def _send_buffer(sock: socket.socket, size: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, 32, size)  # SO_SNDBUFFORCE: beyond wmem_max, as root
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 class _Source:
     """What a transfer sends: an open file, or a snapshot of it in memory; shared by every
     transfer of the same file (dnsmasq's trick for mass booting)."""
@@ -101,13 +108,24 @@ class TftpServer:
         self.idle: OrderedDict[tuple, _Source] = OrderedDict()  # unused snapshots, oldest first
         self.requested: OrderedDict[tuple, None] = OrderedDict()  # big files asked for lately
         self.mtu_blksize: dict[int, int] = {}
-        self.shared: dict[str, int] = {}  # local address -> the engine's shared socket for it
+        # local address -> the engine's shared socket for it; None -> the listening socket
+        self.shared: dict[str | None, int] = {}
         self.requests_refused = 0
         self._log_refused = RateLimited(log, "tftp-refused", REFUSED_LOG_PER_SECOND)
         self._log_internal = RateLimited(log, "tftp-internal-error", REFUSED_LOG_PER_SECOND)
         self.requests_malformed = 0
         self.sock = udp.listening_socket(config.listen, config.port, reuse_port=reuse_port)
         self.address = self.sock.getsockname()
+        if config.single_port:  # the engine reads the listening socket: requests come with ACKs
+            _send_buffer(self.sock, SHARED_BUFFER)
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            fd = os.dup(self.sock.fileno())
+            try:
+                self.engine.share(fd, requests=True)
+            except BaseException:
+                os.close(fd)
+                raise
+            self.shared[None] = fd  # every transfer, from any local address
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle = None
 
@@ -125,12 +143,14 @@ class TftpServer:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._on_requests)
+        if not self.config.single_port:
+            loop.add_reader(self.sock.fileno(), self._on_requests)
         loop.add_reader(self.engine.fileno(), self._poll)
 
     def close(self) -> None:
         if self._loop is not None:
-            self._loop.remove_reader(self.sock.fileno())
+            if not self.config.single_port:
+                self._loop.remove_reader(self.sock.fileno())
             self._loop.remove_reader(self.engine.fileno())
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
@@ -145,6 +165,9 @@ class TftpServer:
     def _poll(self) -> None:
         with self.log:  # transfers that end in this wake-up: one write for their lines
             self.engine.poll()
+            if self.config.single_port:  # requests arrive among the ACKs
+                for data, client, ifindex, local in self.engine.take_requests():
+                    self._serve(data, client, ifindex, local)
 
     def _tick(self) -> None:
         """Drive the engine's timer wheel while transfers run; an idle server sleeps."""
@@ -176,24 +199,31 @@ class TftpServer:
             except OSError as exc:  # e.g. ICMP errors surfacing on the socket
                 self.log.event("tftp-socket-error", str(exc))
                 return
-            local_ip = socket.inet_ntoa(local) if ifindex else self.address[0]
-            try:
-                self._request(data, client, local_ip, ifindex)
-            except TftpError as err:
-                self.requests_refused += 1
-                self._send_error(client, err)
-            except OSError as exc:  # out of descriptors, ports, memory: this request only
-                self.requests_refused += 1
-                self._send_error(client, TftpError(0, f"server error: {exc.strerror or exc}"))
-            except Exception as exc:  # noqa: BLE001 - a bug costs this request, not the others
-                self.requests_refused += 1
-                self._log_internal(f"{type(exc).__name__}: {exc}", client=f"{client[0]}:{client[1]}")
-                self._send_error(client, TftpError(0, "internal server error"))
+            self._serve(data, client, ifindex, local)
 
-    def _send_error(self, client, err: TftpError) -> None:
+    def _serve(self, data: bytes, client, ifindex: int, local: bytes) -> None:
+        """One request: a transfer started, or refused with an ERROR and counted."""
+        local_ip = socket.inet_ntoa(local) if ifindex else self.address[0]
+        try:
+            self._request(data, client, local_ip, ifindex)
+        except TftpError as err:
+            self.requests_refused += 1
+            self._send_error(client, err, local)
+        except OSError as exc:  # out of descriptors, ports, memory: this request only
+            self.requests_refused += 1
+            self._send_error(client, TftpError(0, f"server error: {exc.strerror or exc}"), local)
+        except Exception as exc:  # noqa: BLE001 - a bug costs this request, not the others
+            self.requests_refused += 1
+            self._log_internal(f"{type(exc).__name__}: {exc}", client=f"{client[0]}:{client[1]}")
+            self._send_error(client, TftpError(0, "internal server error"), local)
+
+    def _send_error(self, client, err: TftpError, local: bytes) -> None:
+        """The refusal, from the address the request was sent to (the listening socket may
+        be bound to the wildcard address: the route alone could pick another)."""
         self._log_refused(err.message, client=f"{client[0]}:{client[1]}", code=err.code)
         try:
-            self.sock.sendto(native.build_error(err.code, err.message), client)
+            self.sock.sendmsg([native.build_error(err.code, err.message)], udp.sent_from(local),
+                              0, client)
         except OSError:
             pass
 
@@ -231,7 +261,9 @@ class TftpServer:
                 blksize_max=self._blksize_max(ifindex),
                 window_bytes_max=self.config.window_bytes_max,
                 allow_blksize=not self.config.no_blocksize)
-            if window == 1 and (local_ip in self.shared or self.engine.can_share):
+            if self.config.single_port:
+                sock, fd = None, self.shared[None]
+            elif window == 1 and (local_ip in self.shared or self.engine.can_share):
                 sock, fd = None, self._shared_socket(local_ip)
             else:
                 sock = self._transfer_socket(local_ip, window * (blksize + 4))
@@ -240,11 +272,14 @@ class TftpServer:
             self._release(src)
             raise
         rto_ms = timeout * 1000 if timeout else int(self.config.retransmit_timeout * 1000)
+        # a listening socket bound to the wildcard (single-port) answers from the address asked
+        wildcard = self.config.single_port and self.address[0] == "0.0.0.0" != local_ip
+        local4 = socket.inet_aton(local_ip) if wildcard else None
         try:
             slot = self.engine.start(
                 fd, src.fd, socket.inet_aton(client[0]), client[1], src.size,
                 src.mtime_ns, blksize, window, rto_ms, int(self.config.give_up_timeout * 1000),
-                oack, src.content)
+                oack, src.content, local4)
         except BaseException:
             if sock is not None:
                 sock.close()
@@ -281,12 +316,8 @@ class TftpServer:
     def _transfer_socket(self, local_ip: str, window_bytes: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
-            if 2 * window_bytes > DEFAULT_SNDBUF:
-                # room for a whole window in the send buffer (SO_SNDBUFFORCE needs root)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, 32, 2 * window_bytes)  # SO_SNDBUFFORCE
-                except OSError:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * window_bytes)
+            if 2 * window_bytes > DEFAULT_SNDBUF:  # room for a whole window, twice
+                _send_buffer(sock, 2 * window_bytes)
             self._bind_transfer(sock, local_ip)
         except BaseException:
             sock.close()

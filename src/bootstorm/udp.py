@@ -63,6 +63,15 @@ def interface_name(ifindex: int) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
+def sent_from(local: bytes) -> tuple:
+    """Ancillary data that sends a datagram from this local address (NO_ADDRESS: the one the
+    route picks)."""
+    if local == NO_ADDRESS:
+        return ()
+    return ((socket.IPPROTO_IP, IP_PKTINFO, PKTINFO.pack(0, local, NO_ADDRESS)),)
+
+
+@functools.lru_cache(maxsize=256)
 def out_of(ifindex: int) -> tuple:
     """Ancillary data that sends a datagram out of this interface (broadcasts)."""
     return ((socket.IPPROTO_IP, IP_PKTINFO, PKTINFO.pack(ifindex, NO_ADDRESS, NO_ADDRESS)),)

@@ -21,7 +21,7 @@ import time
 import pytest
 
 HOST = "127.0.0.1"
-LISTEN_RE = re.compile(r"TFTP listening on 127\.0\.0\.1:(\d+)")
+LISTEN_RE = re.compile(r"TFTP listening on (?:127\.0\.0\.1|0\.0\.0\.0):(\d+)")
 FIELD_RE = re.compile(r"(\w+)=(\S+)")
 
 OP_RRQ, OP_WRQ, OP_DATA, OP_ACK, OP_ERROR, OP_OACK = 1, 2, 3, 4, 5, 6

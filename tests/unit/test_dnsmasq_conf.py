@@ -365,7 +365,7 @@ def test_port_rules(tmp_path):
 
 
 def test_rejected_options_say_what_to_do(tmp_path):
-    for line, words in [("tftp-single-port", "single-port"), ("tftp-unique-root=name", "one of ip, mac"),
+    for line, words in [("tftp-unique-root=name", "one of ip, mac"),
                         ("tftp-port-range=5000", "FIRST,LAST"),
                         ("dhcp-relay=10.0.0.1,10.0.0.2", "relay"), ("conf-script=/bin/x", "runs no programs")]:
         e = error(tmp_path, HEAD + line + "\n")
@@ -383,10 +383,11 @@ def test_tftp(tmp_path):
                                        no_fail=True)
     assert c.tftp_no_fail and c.config.dhcp is None
     c = load(tmp_path, "port=0\nenable-tftp=eth1,eth2\ntftp-root=/srv/tftp\ntftp-root=/srv/lab,eth2\n"
-                       "tftp-unique-root=mac\ntftp-secure\ntftp-port-range=5000,5100\ninterface=eth9\n")
+                       "tftp-unique-root=mac\ntftp-secure\ntftp-port-range=5000,5100\ninterface=eth9\n"
+                       "tftp-single-port\n")
     assert c.config.tftp == TftpConfig(root="/srv/tftp", interfaces=["eth1", "eth2"],
                                        roots={"eth2": "/srv/lab"}, unique_root="mac", secure=True,
-                                       port_range=[5000, 5100])
+                                       port_range=[5000, 5100], single_port=True)
     c = load(tmp_path, "port=0\nenable-tftp\ntftp-root=/srv/tftp\ntftp-unique-root\ninterface=eth9\n")
     assert c.config.tftp.interfaces == ["eth9"] and c.config.tftp.unique_root == "ip"
     c = load(tmp_path, "port=0\nenable-tftp\n")

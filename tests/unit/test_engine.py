@@ -120,7 +120,7 @@ class Client(Peer):
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         st = os.fstat(self.fd)
         server = None
-        if via is None and rig.shared_fd is not None and window == 1:
+        if via is None and rig.shared_fd is not None and (window == 1 or rig.share_windows):
             via = rig.shared_fd, rig.shared_addr
         if via is not None:
             sock, self.server = via  # nothing to connect: it sends to each peer by address
@@ -180,7 +180,7 @@ class Client(Peer):
 
 
 class Rig:
-    def __init__(self, tmp_path, capacity: int = 4, gso=None, shared: bool = False):
+    def __init__(self, tmp_path, capacity: int = 4, gso=None, shared: bool | str = False):
         self.tmp_path = tmp_path
         self.done: list[tuple] = []
         self.engine = native.Engine(capacity, self.on_done, fake_clock=True, gso=gso)
@@ -190,6 +190,7 @@ class Rig:
         self.now = 0
         self.hook = None  # called from on_done, like the service's callback
         self.shared_fd = self.shared_addr = None  # the socket lock-step transfers share
+        self.share_windows = shared == "single"  # windowed ones too (single-port mode)
         if shared:
             self.shared_fd, self.shared_addr = self.share()
 
@@ -291,10 +292,11 @@ class Rig:
             p.close()
 
 
-@pytest.fixture(params=["own", "shared"])
+@pytest.fixture(params=["own", "shared", "single"])
 def rig(request, tmp_path):
-    """Lock-step transfers on their own sockets, then on a shared one."""
-    r = Rig(tmp_path, shared=request.param == "shared")
+    """Lock-step transfers on their own sockets, then on a shared one; then every transfer,
+    windowed ones too, on a shared one (as in single-port mode)."""
+    r = Rig(tmp_path, shared={"own": False, "shared": True, "single": "single"}[request.param])
     yield r
     r.close()
 
@@ -520,7 +522,7 @@ def test_malformed_and_unexpected_datagrams_from_the_peer(rig):
     c = rig.transfer(os.urandom(1000))
     c.data(1)
     for pkt in (b"", b"\x00", b"\x00\x04\x00", b"\x00\x03\x00\x01data", b"\x00\x01f\x00octet\x00",
-                b"\x00\x09\x00\x00", b"\x00\x04" + b"\x00" * 700):  # last: longer than 600
+                b"\x00\x09\x00\x00", b"\x00\x04" + b"\x00" * 3000):  # last: cut by any receive buffer
         c.send(pkt)
     c.nothing()
     assert rig.engine.stats()["malformed"] == 7
@@ -565,8 +567,9 @@ def test_datagram_from_another_port_gets_error_5_or_nothing(own_rig):
     not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
 @pytest.mark.parametrize("size", [0, 100, 512 * 4, 512 * 4 + 1, 512 * 37 + 100])
 @pytest.mark.parametrize("snapshot", [False, True])
-def test_windowed_transfer_byte_exact(make_rig, gso, size, snapshot):
-    r = make_rig(gso=gso)
+@pytest.mark.parametrize("shared", [False, "single"])
+def test_windowed_transfer_byte_exact(make_rig, gso, size, snapshot, shared):
+    r = make_rig(gso=gso, shared=shared)
     content = os.urandom(size)
     c = r.transfer(content, window=4, snapshot=snapshot)
     assert windowed(c, 4) == content
@@ -578,9 +581,10 @@ def test_windowed_transfer_byte_exact(make_rig, gso, size, snapshot):
 @pytest.mark.parametrize("gso", [False, pytest.param(True, marks=pytest.mark.skipif(
     not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
 @pytest.mark.parametrize("snapshot", [False, True])
-def test_big_window_spans_several_send_batches(make_rig, gso, snapshot):
+@pytest.mark.parametrize("shared", [False, "single"])
+def test_big_window_spans_several_send_batches(make_rig, gso, snapshot, shared):
     # 200 blocks in one window: more than the 64 segments of one sendmmsg/GSO batch
-    r = make_rig(gso=gso)
+    r = make_rig(gso=gso, shared=shared)
     content = os.urandom(1024 * 450 + 3)
     c = r.transfer(content, blksize=1024, window=200, snapshot=snapshot)
     assert windowed(c, 200) == content
@@ -1279,13 +1283,11 @@ def test_shared_datagram_from_an_ended_transfer_is_a_stranger(shared_rig):
     assert len(rig.done) == 1
 
 
-def test_shared_start_rejects_a_window_and_a_second_transfer_of_a_client(shared_rig):
-    """Windows need a socket of their own; and the peer's address is how the shared
-    socket tells its transfers apart, so a client has at most one on it."""
+def test_shared_start_rejects_a_second_transfer_of_a_client(shared_rig):
+    """The peer's address is how the shared socket tells its transfers apart, so a client
+    has at most one on it."""
     rig = shared_rig
     a = rig.transfer(os.urandom(1200))
-    with pytest.raises(ValueError):
-        start_on(rig, a, window=4, port=Peer(rig).port)
     with pytest.raises(ValueError):
         start_on(rig, a)
     assert rig.engine.active == 1
@@ -1451,3 +1453,158 @@ def test_shared_on_done_starting_a_transfer_while_draining(shared_rig):
     assert b.slot == a.slot and b.server == rig.shared_addr
     assert lockstep(b) == b.content
     assert rig.done[1] == (b.slot, "ok", 0, 700, 0, 0)
+
+
+# ---------------------------------------------------------------- single-port mode
+
+def requests_rig(tmp_path) -> Rig:
+    """A rig whose shared socket is also the listening one (single-port mode): IP_PKTINFO
+    on, as udp.listening_socket sets it, and shared with requests=True."""
+    r = Rig(tmp_path, capacity=4)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    big_rcvbuf(s)
+    s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO
+    s.bind((LOCAL, 0))
+    s.setblocking(False)
+    r.engine.share(s.fileno(), requests=True)
+    r.shared_addr = s.getsockname()
+    r.shared_fd = s.detach()
+    r.share_windows = True
+    return r
+
+
+def wait_requests(r: Rig, n: int, timeout: float = 2.0) -> list[tuple]:
+    """Poll until the engine has kept n requests (bounded); returns them."""
+    got = []
+    end = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < end:
+        select.select([r.engine.fileno()], [], [], max(0.0, end - time.monotonic()))
+        r.engine.poll()
+        got += r.engine.take_requests()
+    return got
+
+
+def test_requests_on_the_shared_socket_go_to_take_requests(tmp_path):
+    """RRQ and WRQ among the ACKs are kept whole for Python, with the client's address and
+    the interface and local address they came in on; anything else from an address with no
+    transfer is a stranger's."""
+    r = requests_rig(tmp_path)
+    try:
+        p = Peer(r)
+        rrq = native.build_request(1, "boot/pxelinux.0", options={"blksize": "1468"})
+        wrq = native.build_request(2, "upload.bin")
+        for pkt in (rrq, native.build_ack(3), wrq):
+            p.sock.sendto(pkt, r.shared_addr)
+        got = wait_requests(r, 2)
+        assert got == [(rrq, (LOCAL, p.port), socket.if_nametoindex("lo"), socket.inet_aton(LOCAL)),
+                       (wrq, (LOCAL, p.port), socket.if_nametoindex("lo"), socket.inet_aton(LOCAL))]
+        assert r.engine.take_requests() == []  # taken once
+        r.pump_until(strangers=1)  # the ACK
+        p.nothing()  # and nobody was answered by the engine
+    finally:
+        r.close()
+
+
+def test_a_request_from_a_client_with_a_transfer_is_still_a_request(tmp_path):
+    """A client that starts over from the same port sends its RRQ where its ACKs go: it
+    must reach Python (which replaces the old transfer), not the transfer as a bad ACK."""
+    r = requests_rig(tmp_path)
+    try:
+        c = r.transfer(os.urandom(2000))
+        assert c.data(1) == c.expected(1)
+        rrq = native.build_request(1, "again.bin")
+        c.send(rrq)
+        assert [req[:2] for req in wait_requests(r, 1)] == [(rrq, (LOCAL, c.port))]
+        assert r.engine.stats()["malformed"] == 0
+        c.ack(1)  # the transfer itself is untouched
+        assert c.data(2) == c.expected(2)
+    finally:
+        r.close()
+
+
+def test_a_long_request_arrives_cut_at_2048_bytes(tmp_path):
+    """A request longer than the engine's buffer comes cut, and Python refuses it as too
+    long (over 1024 bytes) rather than never seeing it."""
+    r = requests_rig(tmp_path)
+    try:
+        p = Peer(r)
+        rrq = native.build_request(1, "x" * 3000)
+        p.sock.sendto(rrq, r.shared_addr)
+        assert [(len(d), d) for d, *_ in wait_requests(r, 1)] == [(2048, rrq[:2048])]
+    finally:
+        r.close()
+
+
+def test_one_socket_takes_requests():
+    e = native.Engine(1, print, fake_clock=True)
+    a, b = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    for s in (a, b):
+        s.bind((LOCAL, 0))
+    e.share(a.detach(), requests=True)
+    with pytest.raises(RuntimeError):
+        e.share(b.fileno(), requests=True)
+    b.close()  # still the caller's
+
+
+@pytest.mark.parametrize("gso", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
+@pytest.mark.parametrize("window", [1, 4])
+def test_a_wildcard_shared_socket_answers_from_local_ip4(tmp_path, gso, window):
+    """Single-port mode on a listener bound to 0.0.0.0: the route would pick 127.0.0.1 as
+    the source, but the client asked 127.0.0.2, and only replies from there are its
+    transfer's. The OACK, DATA sent at once, DATA sent in a batch and the ERROR all carry it."""
+    done = []
+    e = native.Engine(2, lambda *a: done.append(a), fake_clock=True, gso=gso)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 0))
+    s.setblocking(False)
+    port = s.getsockname()[1]
+    sfd = s.detach()
+    e.share(sfd)
+    content = os.urandom(512 * 6 + 5)
+    path = tmp_path / "f"
+    path.write_bytes(content)
+    fd = os.open(path, os.O_RDONLY)
+    asked = ("127.0.0.2", port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind((LOCAL, 0))
+        client.settimeout(2)
+
+        def take(block):
+            data, src = client.recvfrom(70000)
+            assert src == asked and native.parse_reply(data)[:2] == (DATA, block & 0xffff)
+            return data[4:]
+
+        st = os.fstat(fd)
+        oack = b"\x00\x06windowsize\x00" + str(window).encode() + b"\x00"
+        slot = e.start(sfd, fd, socket.inet_aton(LOCAL), client.getsockname()[1], st.st_size,
+                       st.st_mtime_ns, 512, window, 100, 1000, oack, None,
+                       socket.inet_aton("127.0.0.2"))
+        e.begin(slot)  # the OACK: sent at once
+        data, src = client.recvfrom(70000)
+        assert (data, src) == (oack, asked)
+        client.sendto(native.build_ack(0), asked)
+        got = bytearray()
+        for block in range(1, 5):  # DATA released by ACKs: sent in the drain's batch
+            if (block - 1) % window == 0:
+                select.select([e.fileno()], [], [], 2)
+                e.poll()
+            got += take(block)
+            if block % window == 0:
+                client.sendto(native.build_ack(block), asked)
+        select.select([e.fileno()], [], [], 2)
+        e.poll()
+        rest = range(5, 5 + min(window, 3))  # blocks 5..7 (7 the short last one) or 5
+        assert b"".join(take(b) for b in rest) == content[2048:2048 + 512 * len(rest)]
+        e.set_clock(200)  # no ACK: the timer resends at once, not in a batch
+        e.tick()
+        assert b"".join(take(b) for b in rest) == content[2048:2048 + 512 * len(rest)]
+        e.abort(slot)  # the ERROR too
+        while True:
+            data, src = client.recvfrom(70000)
+            assert src == asked
+            if native.parse_reply(data)[0] == ERROR:
+                break
+    os.close(fd)
+    assert got == content[:2048]
+    assert done and done[0][1] == "aborted"

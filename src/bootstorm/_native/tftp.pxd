@@ -40,6 +40,7 @@ cdef struct Xfer:
     int32_t wheel_next
     int32_t wheel_slot
     sockaddr_in peer
+    in_addr local           # answer from this address (a wildcard-bound shared socket), or 0
     char oack[160]
 
 
@@ -64,6 +65,8 @@ cdef class Engine:
     cdef uint32_t by_peer_mask
     cdef udpio_batch *batch       # a shared socket's datagrams in and replies out
     cdef int batch_fd             # the shared socket being drained: its sends are batched
+    cdef int request_fd           # the shared socket that also takes requests (single-port), or -1
+    cdef list requests            # requests read from it, for take_requests()
     cdef object on_done
     cdef list contents            # slot -> bytes snapshot being served, or None
     cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred
@@ -78,8 +81,9 @@ cdef class Engine:
     cdef void peer_remove(self, int32_t slot) noexcept
     cdef void drain_shared(self, int fd) noexcept
     cdef void flush_batch(self, int fd) noexcept
+    cdef void take_request(self, int i, const char *data, int n, const sockaddr_in *src) noexcept
     cdef void read_errors(self, int fd) noexcept
-    cdef int send_one(self, Xfer *x, const char *pkt, size_t n) noexcept
+    cdef int send_one(self, Xfer *x, char *pkt, size_t n) noexcept
     cdef void wheel_insert(self, int32_t slot) noexcept
     cdef void wheel_remove(self, int32_t slot) noexcept
     cdef bint file_unchanged(self, Xfer *x) noexcept
@@ -88,5 +92,5 @@ cdef class Engine:
     cdef void on_ack(self, int32_t slot, uint16_t block) noexcept
     cdef void on_timeout(self, int32_t slot) noexcept
     cdef void handle_datagram(self, int32_t slot, const char *pkt, int n, sockaddr_in *src) noexcept
-    cdef void send_error_to(self, int sock, sockaddr_in *dst, uint16_t code, const char *msg) noexcept
+    cdef void send_error_to(self, Xfer *x, sockaddr_in *dst, uint16_t code, const char *msg) noexcept
     cdef void finish(self, int32_t slot, int outcome, int code) noexcept

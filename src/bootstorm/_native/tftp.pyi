@@ -48,13 +48,16 @@ class Engine:
     @property
     def can_share(self) -> bool: ...
     def set_clock(self, now_ms: int) -> None: ...
-    def share(self, sock: int) -> None:
-        """Take an unconnected UDP socket that lock-step transfers may share (owns it)."""
+    def share(self, sock: int, *, requests: bool = ...) -> None:
+        """Take an unconnected UDP socket that transfers may share (owns it); with requests,
+        the RRQs/WRQs arriving on it are kept for take_requests()."""
+    def take_requests(self) -> list[tuple[bytes, tuple[str, int], int, bytes]]: ...
     def start(self, sock: int, fd: int, peer_ip4: bytes, peer_port: int, size: int, mtime_ns: int,
               blksize: int, window: int, rto_ms: int, give_up_ms: int,
-              oack: bytes | None = ..., content: bytes | None = ...) -> int:
-        """Take a transfer on its own socket, or on a shared one (window 1); data from
-        `content` (a snapshot) when given, else from fd."""
+              oack: bytes | None = ..., content: bytes | None = ...,
+              local_ip4: bytes | None = ...) -> int:
+        """Take a transfer on its own socket, or on a shared one; data from `content` (a
+        snapshot) when given, else from fd; answering from local_ip4 when given."""
     def begin(self, slot: int) -> None: ...
     def abort(self, slot: int) -> None: ...
     def abort_all(self) -> None: ...

@@ -47,19 +47,20 @@ cdef extern from "sys/epoll.h" nogil:
 cdef extern from "sys/socket.h" nogil:
     struct sockaddr:
         pass
-    ssize_t sendto(int fd, const void *buf, size_t n, int flags, const sockaddr *addr, uint32_t addrlen)
     ssize_t send(int fd, const void *buf, size_t n, int flags)
     int connect(int fd, const sockaddr *addr, uint32_t addrlen)
 
 cdef extern from "udpio.h" nogil:
     int udpio_probe_gso()
-    int udpio_send_segments(int fd, char *buf, size_t seg_len, int nseg, size_t last_len,
-                            int use_gso)
+    int udpio_send_segments(int fd, const sockaddr_in *to, const in_addr *src, char *buf,
+                            size_t seg_len, int nseg, size_t last_len, int use_gso)
     int udpio_recv(int fd, char *buf, size_t len, sockaddr_in *src)
     udpio_batch *udpio_batch_new()
     int udpio_batch_recv(int fd, udpio_batch *b)
     int udpio_batch_get(udpio_batch *b, int i, const char **data, const sockaddr_in **src)
-    char *udpio_batch_add(udpio_batch *b, const sockaddr_in *to, size_t n)
+    int udpio_batch_pktinfo(udpio_batch *b, int i, int *ifindex, in_addr *local)
+    enum: UDPIO_IN_LEN
+    char *udpio_batch_add(udpio_batch *b, const sockaddr_in *to, const in_addr *src, size_t n)
     void udpio_batch_unadd(udpio_batch *b)
     int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *nbytes, int *lost)
     int udpio_read_error(int fd, sockaddr_in *peer)
@@ -92,6 +93,11 @@ cdef enum:
     MAX_SHARED = 16          # Engine.shared_fds
     SHARED_ROUNDS = 16       # batches read from a shared socket per wake-up
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
+
+
+cdef inline const in_addr *source_of(Xfer *x) noexcept:
+    """The address a transfer answers from when its socket cannot say (NULL: the socket's)."""
+    return &x.local if x.local.s_addr else NULL
 
 
 cdef inline uint16_t load16(const char *p) noexcept:
@@ -301,6 +307,8 @@ cdef class Engine:
         self.by_peer_mask -= 1
         self.batch = udpio_batch_new()
         self.batch_fd = -1
+        self.request_fd = -1
+        self.requests = []
         if not (self.xfers and self.wheel and self.scratch and self.events and self.by_peer
                 and self.batch):
             raise MemoryError()
@@ -356,29 +364,43 @@ cdef class Engine:
             raise RuntimeError("set_clock needs fake_clock=True")
         self.now_ms = now_ms
 
-    def share(self, int sock):
-        """Take a bound, non-blocking, unconnected UDP socket that lock-step transfers
-        (window 1) may share: start() with it sends every datagram to its transfer's peer
-        and finds the transfer of each arriving one by the peer's address. The engine owns
-        and closes it. Set IP_RECVERR on it to have a closed client port end its transfer."""
+    def share(self, int sock, *, bint requests=False):
+        """Take a bound, non-blocking, unconnected UDP socket that transfers may share:
+        start() with it sends every datagram to its transfer's peer and finds the transfer
+        of each arriving one by the peer's address. The engine owns and closes it. Set
+        IP_RECVERR on it to have a closed client port end its transfer. With requests (the
+        listening socket, single-port mode; IP_PKTINFO set on it) the RRQs and WRQs that
+        arrive on it are kept for take_requests()."""
         cdef epoll_event ev
         if self.nshared == MAX_SHARED:
             raise RuntimeError("too many shared sockets")
+        if requests and self.request_fd >= 0:
+            raise RuntimeError("requests come from one socket only")
         ev.events = EPOLLIN
         ev.data.u64 = <uint32_t>self.nshared  # generation 0: a shared socket, not a transfer
         if epoll_ctl(self.epfd, EPOLL_CTL_ADD, sock, &ev) < 0:
             raise OSError(errno, "epoll_ctl")
         self.shared_fds[self.nshared] = sock
         self.nshared += 1
+        if requests:
+            self.request_fd = sock
+
+    def take_requests(self):
+        """The requests read by poll() from the socket shared with requests=True since the
+        last call: a list of (datagram, (client address, port), ifindex, local address as 4
+        bytes), oldest first."""
+        taken, self.requests = self.requests, []
+        return taken
 
     def start(self, int sock, int fd, bytes peer_ip4 not None, int peer_port, uint64_t size,
               int64_t mtime_ns, int blksize, int window, int rto_ms, int give_up_ms,
-              bytes oack=None, bytes content=None):
+              bytes oack=None, bytes content=None, bytes local_ip4=None):
         """Take a transfer: sock is its bound, non-blocking UDP socket (the engine connects
-        it to the peer, owns and closes it), or a socket given to share() if window is 1;
+        it to the peer, owns and closes it), or a socket given to share();
         the data comes from `content` when given (a
         snapshot held in memory; fd is then ignored), else from the open file fd (the
-        caller owns it). Returns its slot; nothing is sent until begin(slot)."""
+        caller owns it). local_ip4: the address to answer from, on a shared socket bound to
+        the wildcard address. Returns its slot; nothing is sent until begin(slot)."""
         cdef int32_t slot = self.free_head, i
         cdef Xfer *x
         cdef epoll_event ev
@@ -389,21 +411,22 @@ cdef class Engine:
                 shared = 1
         if slot < 0:
             raise RuntimeError("transfer table full")
-        if len(peer_ip4) != 4:
-            raise ValueError("peer_ip4 must be 4 bytes")
+        if len(peer_ip4) != 4 or (local_ip4 is not None and len(local_ip4) != 4):
+            raise ValueError("peer_ip4 and local_ip4 must be 4 bytes")
         if not MIN_BLKSIZE <= blksize <= MAX_BLKSIZE or not 1 <= window <= MAX_WINDOWSIZE:
             raise ValueError("blksize or window out of range")
         if oack is not None and len(oack) > sizeof(self.xfers[0].oack):
             raise ValueError("OACK too long")
         if content is not None and <uint64_t>len(content) != size:
             raise ValueError("content length differs from size")
-        if shared and window != 1:
-            raise ValueError("a shared socket carries lock-step transfers only (window 1)")
         x = &self.xfers[slot]
         memset(&x.peer, 0, sizeof(sockaddr_in))
         x.peer.sin_family = 2  # AF_INET
         x.peer.sin_port = ((peer_port & 0xff) << 8) | ((peer_port >> 8) & 0xff)
         memcpy(&x.peer.sin_addr.s_addr, <const char *>peer_ip4, 4)
+        x.local.s_addr = 0
+        if local_ip4 is not None and shared:
+            memcpy(&x.local.s_addr, <const char *>local_ip4, 4)
         if shared:
             if self.peer_find(&x.peer) >= 0:
                 raise ValueError("this client already has a transfer on a shared socket")
@@ -626,6 +649,11 @@ cdef class Engine:
                 break
             for i in range(n):
                 got = udpio_batch_get(self.batch, i, &data, &src)
+                if fd == self.request_fd and (got >= HEADER_LEN or got == -EMSGSIZE) and (
+                        load16(data) == OP_RRQ or load16(data) == OP_WRQ):
+                    # single-port mode: a request (a long one cut, and refused as too long)
+                    self.take_request(i, data, got if got >= 0 else UDPIO_IN_LEN, src)
+                    continue
                 slot = self.peer_find(src)
                 if slot < 0 or self.xfers[slot].sock != fd:
                     # Not a transfer's client (or one just ended): dropped without an
@@ -639,6 +667,16 @@ cdef class Engine:
             if n < 64:
                 break
         self.batch_fd = -1
+
+    cdef void take_request(self, int i, const char *data, int n, const sockaddr_in *src) noexcept:
+        """Keep one request for Python (per request, not per packet: Python objects are fine)."""
+        cdef int ifindex
+        cdef in_addr local
+        cdef const uint8_t *ip = <const uint8_t *>&src.sin_addr.s_addr
+        udpio_batch_pktinfo(self.batch, i, &ifindex, &local)
+        self.requests.append((data[:n], (f"{ip[0]}.{ip[1]}.{ip[2]}.{ip[3]}",
+                                         (src.sin_port & 0xff) << 8 | src.sin_port >> 8),
+                              ifindex, (<const char *>&local.s_addr)[:4]))
 
     cdef void flush_batch(self, int fd) noexcept:
         """Send the DATA queued while draining a shared socket (all of it DATA)."""
@@ -663,16 +701,15 @@ cdef class Engine:
                 if slot >= 0 and self.xfers[slot].sock == fd:
                     self.finish(slot, OUT_UNREACHABLE, 0)
 
-    cdef int send_one(self, Xfer *x, const char *pkt, size_t n) noexcept:
+    cdef int send_one(self, Xfer *x, char *pkt, size_t n) noexcept:
         """One datagram to the transfer's peer: 0 or -errno."""
-        cdef int tries
+        cdef int tries, r
         if not x.shared:
             return 0 if send(x.sock, pkt, n, 0) >= 0 else -errno
         for tries in range(2):
-            if sendto(x.sock, pkt, n, 0, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) >= 0:
-                return 0
-            if errno != ECONNREFUSED:
-                return -errno
+            r = udpio_send_segments(x.sock, &x.peer, source_of(x), pkt, n, 1, n, 0)
+            if r != -ECONNREFUSED:
+                return r if r < 0 else 0
             # an ICMP error about another peer of the shared socket: read_errors has it
         return -EAGAIN
 
@@ -725,6 +762,8 @@ cdef class Engine:
         cdef iovec iov[GSO_MAX_SEGMENTS]
         cdef char *p
         cdef char *buf
+        cdef const sockaddr_in *to = &x.peer if x.shared else NULL  # NULL: connected
+        cdef const in_addr *src = source_of(x)
         if last > x.last_block:
             last = x.last_block
         if first > last:
@@ -738,12 +777,12 @@ cdef class Engine:
         while b <= last:
             nseg = <int>(last - b + 1) if last - b + 1 < <uint64_t>per_chunk else per_chunk
             buf = self.scratch
-            if self.batch_fd == x.sock:  # a shared socket being drained: one block, batched
+            if self.batch_fd == x.sock and x.window == 1:  # a shared socket being drained: batched
                 blen = x.blksize if b < x.last_block else x.size - (x.last_block - 1) * x.blksize
-                buf = udpio_batch_add(self.batch, &x.peer, blen + HEADER_LEN)
+                buf = udpio_batch_add(self.batch, &x.peer, src, blen + HEADER_LEN)
                 if buf == NULL:  # full: send what it holds
                     self.flush_batch(x.sock)
-                    buf = udpio_batch_add(self.batch, &x.peer, blen + HEADER_LEN)
+                    buf = udpio_batch_add(self.batch, &x.peer, src, blen + HEADER_LEN)
             total = 0
             for i in range(nseg):
                 blk = b + <uint64_t>i
@@ -770,16 +809,20 @@ cdef class Engine:
                     return -1
             if buf != self.scratch:
                 r = 1  # queued: drain_shared sends and counts it
-            elif x.shared:
-                r = self.send_one(x, buf, blen + HEADER_LEN)
-                r = 1 if r == 0 else r
             else:
-                r = udpio_send_segments(x.sock, self.scratch, seg, nseg,
+                r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
                                         blen + HEADER_LEN, self.gso)
+            if r == -ECONNREFUSED and x.shared:
+                # an ICMP error about another peer of the shared socket (read_errors has
+                # it), reported to whichever call comes next: send again
+                r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
+                                        blen + HEADER_LEN, self.gso)
+                if r == -ECONNREFUSED:
+                    r = -EAGAIN
             if r == -EIO and self.gso:
                 # a device without checksum offload refuses GSO: fall back for good
                 self.gso = 0
-                r = udpio_send_segments(x.sock, self.scratch, seg, nseg,
+                r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
                                         blen + HEADER_LEN, 0)
             if r == -ECONNREFUSED:
                 self.finish(slot, OUT_UNREACHABLE, 0)
@@ -853,8 +896,9 @@ cdef class Engine:
         if x.deadline_ms > x.progress_ms + x.give_up_ms:
             x.deadline_ms = x.progress_ms + x.give_up_ms  # give up on time, not a backoff late
 
-    cdef void send_error_to(self, int sock, sockaddr_in *dst, uint16_t code,
+    cdef void send_error_to(self, Xfer *x, sockaddr_in *dst, uint16_t code,
                             const char *msg) noexcept:
+        """An ERROR from the transfer's socket (and address) to dst."""
         cdef char pkt[128]
         cdef size_t n = strlen(msg)
         if n > sizeof(pkt) - HEADER_LEN - 1:
@@ -863,7 +907,8 @@ cdef class Engine:
         store16(pkt + 2, code)
         memcpy(pkt + HEADER_LEN, msg, n)
         pkt[HEADER_LEN + n] = 0
-        if sendto(sock, pkt, HEADER_LEN + n + 1, 0, <const sockaddr *>dst, sizeof(sockaddr_in)) < 0:
+        n += HEADER_LEN + 1
+        if udpio_send_segments(x.sock, dst, source_of(x), pkt, n, 1, n, 0) < 0:
             self.send_errors += 1
         else:
             self.packets_out += 1
@@ -878,7 +923,7 @@ cdef class Engine:
             # RFC 1350 section 4: a stranger gets ERROR 5; the transfer goes on. Only a
             # datagram queued before connect() gets here: later ones meet ICMP unreachable
             self.strangers += 1
-            self.send_error_to(x.sock, src, ERR_UNKNOWN_TID, b"Unknown transfer ID")
+            self.send_error_to(x, src, ERR_UNKNOWN_TID, b"Unknown transfer ID")
             return
         if n < HEADER_LEN:
             self.malformed += 1
@@ -901,9 +946,9 @@ cdef class Engine:
         if done_bytes > x.size:
             done_bytes = x.size
         if outcome == OUT_FILE_CHANGED:
-            self.send_error_to(x.sock, &x.peer, ERR_UNDEFINED, b"file changed during transfer")
+            self.send_error_to(x, &x.peer, ERR_UNDEFINED, b"file changed during transfer")
         elif outcome == OUT_ABORTED:
-            self.send_error_to(x.sock, &x.peer, ERR_UNDEFINED, b"transfer aborted by server")
+            self.send_error_to(x, &x.peer, ERR_UNDEFINED, b"transfer aborted by server")
         if outcome == OUT_OK or outcome == OUT_TSIZE_PROBE:
             self.transfers_ok += 1
         else:
