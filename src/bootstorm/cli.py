@@ -6,8 +6,10 @@ import asyncio
 import gc
 import os
 import resource
+import select
 import signal
 import sys
+import time
 
 import msgspec
 
@@ -66,6 +68,26 @@ def _config(args):
     return config
 
 
+def _await_workers(fd: int, count: int, timeout: float = 10.0) -> None:
+    """Block until `count` workers said they serve (a byte each on the pipe fd), so that the
+    "listening" line means every worker listens; exit 1 if one does not in time."""
+    deadline = time.monotonic() + timeout
+    got = 0
+    while got < count:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        data = os.read(fd, count)
+        if not data:  # every worker closed its end: some exited instead
+            break
+        got += len(data)
+    os.close(fd)
+    if got < count:
+        print(f"bootstorm: {count - got} of {count + 1} worker processes did not start",
+              file=sys.stderr, flush=True)
+        raise SystemExit(1)
+
+
 def run_services(config, log_format: str = "text", workers: int = 1) -> int:
     """Run TFTP and ProxyDHCP as configured until SIGINT/SIGTERM."""
     import uvloop
@@ -80,13 +102,17 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the loop handles it: never fatal
     workers = max(1, workers)
     children = []
+    ready_r, ready_w = os.pipe() if workers > 1 else (-1, -1)  # workers tell the lead they serve
     for _ in range(workers - 1):  # SO_REUSEPORT: the kernel spreads requests over workers
         pid = os.fork()
         if pid == 0:
             children = None
+            os.close(ready_r)
             break
         children.append(pid)
     lead = children is not None
+    if lead and workers > 1:
+        os.close(ready_w)
 
     def announce(event: str, message: str) -> None:
         """What is served and where: a plain line, or a JSON event with --log-format json."""
@@ -112,19 +138,6 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
             raise SystemExit(1)
         for s in services:
             s.start(loop)
-            if not lead:
-                continue
-            if isinstance(s, TftpServer):
-                host, port = s.address
-                announce("tftp-listening", f"TFTP listening on {host}:{port}, serving {config.tftp.root} "
-                         f"(workers {workers}, max transfers {config.tftp.max_transfers} each, "
-                         f"open files {nofile}, UDP GSO {'on' if s.engine.uses_gso else 'off'}, "
-                         f"openat2 {'yes' if native.have_openat2() else 'no, component walk'})")
-            else:
-                ports = ", ".join(f"{h}:{p}" for h, p in s.addresses)
-                state = "answering" if s.policy.enabled else "silent (no PXE service or prompt configured)"
-                announce("dhcp-listening", f"ProxyDHCP listening on {ports}, {state}, "
-                         f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files")
         def log_stats() -> None:
             for s in services:
                 if isinstance(s, TftpServer):
@@ -148,6 +161,24 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+        if not lead:
+            os.write(ready_w, b".")  # serving, and SIGUSR1 is handled
+            os.close(ready_w)
+        else:
+            if workers > 1:
+                _await_workers(ready_r, workers - 1)
+            for s in services:
+                if isinstance(s, TftpServer):
+                    host, port = s.address
+                    announce("tftp-listening", f"TFTP listening on {host}:{port}, serving {config.tftp.root} "
+                             f"(workers {workers}, max transfers {config.tftp.max_transfers} each, "
+                             f"open files {nofile}, UDP GSO {'on' if s.engine.uses_gso else 'off'}, "
+                             f"openat2 {'yes' if native.have_openat2() else 'no, component walk'})")
+                else:
+                    ports = ", ".join(f"{h}:{p}" for h, p in s.addresses)
+                    state = "answering" if s.policy.enabled else "silent (no PXE service or prompt configured)"
+                    announce("dhcp-listening", f"ProxyDHCP listening on {ports}, {state}, "
+                             f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files")
         await stop.wait()
         for s in services:
             s.close()

@@ -248,18 +248,23 @@ def test_fds_back_after_mixed_outcomes(tftp_server, tmp_path):
     assert server.wait_fds(baseline, 3) == baseline
 
 
-def test_two_workers_share_the_port(tftp_server, tmp_path):
+@pytest.mark.parametrize("single_port", [False, True])
+def test_two_workers_share_the_port(tftp_server, tmp_path, single_port):
     """--workers 2: SO_REUSEPORT spreads the requests over both processes (the kernel hashes
-    the client's address and port); each worker's counters come on SIGUSR1."""
+    the client's address and port); each worker's counters come on SIGUSR1. In single-port
+    mode a client's ACKs hash to the worker that took its request, as its RRQ did."""
     root = tmp_path / "root"
     data = make_file(root, "k40.bin", 40 * 1024 + 321)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((HOST, 0))
         port = probe.getsockname()[1]
-    server = tftp_server(root, "--workers", "2", "--tftp-port", str(port))
-    flows = run_many(server.addr, "k40.bin", [None] * 40, max_seconds=30)
+    server = tftp_server(root, "--workers", "2", "--tftp-port", str(port),
+                         *(["--single-port"] if single_port else []))
+    flows = run_many(server.addr, "k40.bin", [None, {"blksize": 1468, "windowsize": 4}] * 20,
+                     max_seconds=30)
     assert [f.error for f in flows if f.error] == []
     assert all(f.done and bytes(f.buf) == data for f in flows)
+    assert ({f.peer for f in flows} == {server.addr}) == single_port
     server.wait_transfers(40, 10)
     os.kill(server.pid, signal.SIGUSR1)  # the lead passes it on to the other worker
     stats = server.wait_events("tftp-stats", 2, 5)
