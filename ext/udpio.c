@@ -72,6 +72,38 @@ static void set_control(struct msghdr *msg, char *control, uint16_t gso_size,
     }
 }
 
+/* sendmmsg on a socket whose errors may be about earlier datagrams: with IP_RECVERR an
+ * unconnected socket reports an ICMP error (about any peer) once, to whichever call comes
+ * next. A failed first datagram is therefore tried once more; if it fails again it is
+ * its own fault and is skipped (lost, as on the wire) so the ones after it still go.
+ * A full send buffer stops the call: the rest wait for their transfers' timers. Returns
+ * the datagrams sent. */
+static int sendmmsg_all(int fd, struct mmsghdr *msgs, int n, int *lost)
+{
+    int pos = 0, sent = 0, retried = 0, r;
+    *lost = 0;
+    while (pos < n) {
+        r = sendmmsg(fd, msgs + pos, (unsigned)(n - pos), 0);
+        if (r > 0) {
+            pos += r;
+            sent += r;
+            retried = 0;
+            continue;
+        }
+        if (errno == EAGAIN || errno == ENOBUFS)
+            break;
+        if (!retried) {
+            retried = 1;
+            continue;
+        }
+        pos++; /* this datagram itself cannot go */
+        (*lost)++;
+        retried = 0;
+    }
+    *lost += n - pos;
+    return sent;
+}
+
 int udpio_send_segments(int fd, const struct sockaddr_in *to, const struct in_addr *from,
                         char *buf, size_t seg_len, int nseg, size_t last_len, int use_gso)
 {
@@ -87,9 +119,15 @@ int udpio_send_segments(int fd, const struct sockaddr_in *to, const struct in_ad
     if (nseg == 1 || use_gso) { /* one sendmsg: GSO cuts it into nseg datagrams */
         set_msg(&msgs[0], &iovs[0], buf, seg_len * (size_t)(nseg - 1) + last_len, to);
         set_control(&msgs[0].msg_hdr, control, nseg > 1 ? (uint16_t)seg_len : 0, from);
-        if (sendmsg(fd, &msgs[0].msg_hdr, 0) < 0)
-            return -errno;
-        return nseg;
+        for (i = 0; i < 2; i++) {
+            if (sendmsg(fd, &msgs[0].msg_hdr, 0) >= 0)
+                return nseg;
+            /* connected: the error is the peer's; unconnected (to given): it may be another
+             * peer's, reported once (see sendmmsg_all), so once more */
+            if (!to || errno == EAGAIN || errno == ENOBUFS)
+                break;
+        }
+        return -errno;
     }
     memset(&shared, 0, sizeof shared);
     set_control(&shared, control, 0, from);
@@ -97,6 +135,10 @@ int udpio_send_segments(int fd, const struct sockaddr_in *to, const struct in_ad
         set_msg(&msgs[i], &iovs[i], buf + seg_len * (size_t)i, i == nseg - 1 ? last_len : seg_len, to);
         msgs[i].msg_hdr.msg_control = shared.msg_control;  /* read only: one for all */
         msgs[i].msg_hdr.msg_controllen = shared.msg_controllen;
+    }
+    if (to) {
+        n = sendmmsg_all(fd, msgs, nseg, &i);
+        return n ? n : -EAGAIN;
     }
     n = sendmmsg(fd, msgs, (unsigned)nseg, 0);
     return n < 0 ? -errno : n;
@@ -202,27 +244,18 @@ void udpio_batch_unadd(udpio_batch *b)
 
 int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost)
 {
-    int done = 0, r, retried = 0, i;
+    int sent = 0, i, j;
     *bytes = 0;
-    while (done < b->out_n) {
-        r = sendmmsg(fd, b->out + done, (unsigned)(b->out_n - done), 0);
-        if (r < 0) {
-            /* an ICMP error of an earlier datagram (IP_RECVERR) is reported once by the next
-             * call: it is about another peer, read from the error queue; send again */
-            if (errno == ECONNREFUSED && !retried) {
-                retried = 1;
-                continue;
-            }
-            break;
-        }
-        done += r;
-    }
-    for (i = 0; i < done; i++)
-        *bytes += b->out_iov[i].iov_len;
-    *lost = b->out_n - done;
+    *lost = 0;
+    /* sendmmsg_all skips failed datagrams: which ones went is read back from msg_len */
+    for (i = 0; i < b->out_n; i++)
+        b->out[i].msg_len = 0;
+    sent = sendmmsg_all(fd, b->out, b->out_n, lost);
+    for (j = 0; j < b->out_n; j++)
+        *bytes += b->out[j].msg_len;
     b->out_n = 0;
     b->out_used = 0;
-    return done;
+    return sent;
 }
 
 int udpio_read_error(int fd, struct sockaddr_in *peer)

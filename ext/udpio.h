@@ -11,7 +11,9 @@ int udpio_probe_gso(void);
 /* Send nseg datagrams to *to (NULL: the connected socket's peer) from *from (NULL: the
  * address the kernel picks), laid out back to back in buf: each seg_len bytes except the
  * last, which is last_len bytes. One sendmsg (with UDP_SEGMENT when use_gso and nseg > 1),
- * else one sendmmsg. Returns datagrams handed to the kernel, or -errno. */
+ * else one sendmmsg. Returns datagrams handed to the kernel, or -errno. With `to` (an
+ * unconnected socket, IP_RECVERR) an error may be about an earlier datagram to another
+ * peer: a failed send is tried once more before it counts. */
 int udpio_send_segments(int fd, const struct sockaddr_in *to, const struct in_addr *from,
                         char *buf, size_t seg_len, int nseg, size_t last_len, int use_gso);
 
@@ -48,7 +50,8 @@ char *udpio_batch_add(udpio_batch *b, const struct sockaddr_in *to, const struct
 void udpio_batch_unadd(udpio_batch *b);
 /* Send what was added, in order; the batch is empty afterwards. Returns the datagrams the
  * kernel took, with their bytes in *bytes; *lost says how many it did not take (dropped,
- * as on a congested link: their transfers' timers resend them). */
+ * as on a congested link: their transfers' timers resend them). A datagram that fails is
+ * tried once more (the error may be another peer's), then skipped: the rest still go. */
 int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost);
 
 /* One entry of the socket's error queue (IP_RECVERR): 1 when it is ICMP port

@@ -155,6 +155,7 @@ class TftpServer:
             if self._tick_handle is not None:
                 self._tick_handle.cancel()
         self.engine.abort_all()
+        self.engine.close()
         self._log_refused.flush()
         self._log_internal.flush()
         self.sock.close()
@@ -221,11 +222,13 @@ class TftpServer:
         """The refusal, from the address the request was sent to (the listening socket may
         be bound to the wildcard address: the route alone could pick another)."""
         self._log_refused(err.message, client=f"{client[0]}:{client[1]}", code=err.code)
-        try:
-            self.sock.sendmsg([native.build_error(err.code, err.message)], udp.sent_from(local),
-                              0, client)
-        except OSError:
-            pass
+        data = native.build_error(err.code, err.message)
+        for _ in range(2):  # single-port: an ICMP error about another client fails one send
+            try:
+                self.sock.sendmsg([data], udp.sent_from(local), 0, client)
+                return
+            except OSError:
+                pass
 
     def _request(self, data: bytes, client, local_ip: str, ifindex: int) -> None:
         try:

@@ -9,8 +9,9 @@ import socket
 
 import pytest
 
-from tftp_harness import (OP_DATA, OP_OACK, RawClient, ack, atftp_get, bootstorm_get,
-                          busybox_get, curl_get, hpa_get, make_file, sha256, sha256_file)
+from tftp_harness import (OP_DATA, OP_ERROR, OP_OACK, RawClient, ack, atftp_get,
+                          bootstorm_get, busybox_get, curl_get, hpa_get, make_file, rrq, sha256,
+                          sha256_file)
 from test_load import run_many
 
 SIZES = {"exact.bin": 3 * 512, "odd.bin": 200_000 + 7}
@@ -153,3 +154,17 @@ def test_a_wildcard_listener_answers_from_the_address_asked(tftp_server, tmp_pat
     with RawClient(asked) as c:
         c.send_rrq("missing.bin")
         assert c.recv(2)[3] == asked
+
+
+def test_a_refusal_after_another_clients_icmp_error_still_goes_out(single):
+    """The listener reports an ICMP error (here: A closed its port before its refusal came)
+    once, to whichever send comes next: B's refusal must not be the one lost."""
+    server, _root, _files = single
+    with client_of(server) as b:
+        for _ in range(5):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a:
+                a.bind(("127.0.0.1", 0))
+                a.sendto(rrq("missing-a.bin"), server.addr)
+            b.send_rrq("missing-b.bin")  # A's port is closed: its refusal meets ICMP
+            op, code, msg, addr = b.recv(2)
+            assert (op, code, addr) == (OP_ERROR, 1, server.addr), (op, code, msg)

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 NATIVE = ROOT / "src" / "bootstorm" / "_native"
 # everything run per DATA/ACK packet or per retransmission
 HOT = ("wheel_insert", "wheel_remove", "send_oack", "send_window", "file_unchanged", "on_ack",
-       "on_timeout", "send_error_to", "handle_datagram", "clock", "load16", "store16")
+       "on_timeout", "send_error_to", "handle_datagram", "clock", "load16", "store16",
+       "peer_hash", "peer_find", "peer_remove", "drain_shared", "flush_batch", "read_errors",
+       "send_one", "source_of")
 
 
 def project_directives() -> dict:
@@ -40,7 +42,7 @@ def annotated_lines(tmp_path: Path):
 def test_hot_functions_create_no_python_objects(tmp_path):
     current, seen, offending = None, set(), []
     for score, text in annotated_lines(tmp_path):
-        head = re.search(r"cdef (?:inline )?[\w ]+?\*?(\w+)\((?:self|const|char|uint)", text)
+        head = re.search(r"cdef (?:inline )?[\w ]+?\*?(\w+)\((?:self|const|char|uint|Xfer)", text)
         if head:
             current = head.group(1)
         elif re.match(r"\+?\d+:\s*(def |cdef class |cpdef |@)", text):

@@ -67,6 +67,8 @@ cdef class Engine:
     cdef int batch_fd             # the shared socket being drained: its sends are batched
     cdef int request_fd           # the shared socket that also takes requests (single-port), or -1
     cdef list requests            # requests read from it, for take_requests()
+    cdef int nrequests            # len(requests), kept in C
+    cdef uint32_t hash_seed       # of the by_peer table
     cdef object on_done
     cdef list contents            # slot -> bytes snapshot being served, or None
     cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred

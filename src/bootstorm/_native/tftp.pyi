@@ -52,6 +52,8 @@ class Engine:
         """Take an unconnected UDP socket that transfers may share (owns it); with requests,
         the RRQs/WRQs arriving on it are kept for take_requests()."""
     def take_requests(self) -> list[tuple[bytes, tuple[str, int], int, bytes]]: ...
+    def close(self) -> None:
+        """Close the shared sockets (after abort_all)."""
     def start(self, sock: int, fd: int, peer_ip4: bytes, peer_port: int, size: int, mtime_ns: int,
               blksize: int, window: int, rto_ms: int, give_up_ms: int,
               oack: bytes | None = ..., content: bytes | None = ...,

@@ -12,6 +12,8 @@ from libc.string cimport memcpy, memset, strlen
 from libc.errno cimport EAGAIN, ECONNREFUSED, EMSGSIZE, errno
 from posix.unistd cimport close
 
+import os
+
 from bootstorm.errors import TftpError
 
 include "consts.pxi"
@@ -92,6 +94,7 @@ cdef enum:
     MAX_EVENTS = 256
     MAX_SHARED = 16          # Engine.shared_fds
     SHARED_ROUNDS = 16       # batches read from a shared socket per wake-up
+    REQUESTS_PER_POLL = 64   # single-port: requests kept per wake-up, as the listener's
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
 
 
@@ -309,6 +312,8 @@ cdef class Engine:
         self.batch_fd = -1
         self.request_fd = -1
         self.requests = []
+        # unpredictable: a client choosing its ports must not make them all collide
+        self.hash_seed = int.from_bytes(os.urandom(4), "little")
         if not (self.xfers and self.wheel and self.scratch and self.events and self.by_peer
                 and self.batch):
             raise MemoryError()
@@ -390,7 +395,18 @@ cdef class Engine:
         last call: a list of (datagram, (client address, port), ifindex, local address as 4
         bytes), oldest first."""
         taken, self.requests = self.requests, []
+        self.nrequests = 0
         return taken
+
+    def close(self):
+        """Close the shared sockets now (the engine may outlive its service a while):
+        after abort_all(), so no transfer is left on them."""
+        cdef int i
+        for i in range(self.nshared):
+            epoll_ctl(self.epfd, EPOLL_CTL_DEL, self.shared_fds[i], NULL)
+            close(self.shared_fds[i])
+        self.nshared = 0
+        self.request_fd = -1
 
     def start(self, int sock, int fd, bytes peer_ip4 not None, int peer_port, uint64_t size,
               int64_t mtime_ns, int blksize, int window, int rto_ms, int give_up_ms,
@@ -600,7 +616,8 @@ cdef class Engine:
         return <uint64_t>ts.tv_sec * 1000 + <uint64_t>ts.tv_nsec // 1000000
 
     cdef uint32_t peer_hash(self, const sockaddr_in *a) noexcept:
-        cdef uint32_t h = a.sin_addr.s_addr * 2654435761u ^ (<uint32_t>a.sin_port * 40503u)
+        cdef uint32_t h = (a.sin_addr.s_addr ^ self.hash_seed) * 2654435761u
+        h ^= (<uint32_t>a.sin_port ^ (self.hash_seed >> 16)) * 40503u
         return (h ^ (h >> 16)) & self.by_peer_mask
 
     cdef int32_t peer_find(self, const sockaddr_in *a) noexcept:
@@ -643,7 +660,7 @@ cdef class Engine:
         self.batch_fd = fd
         for rounds in range(SHARED_ROUNDS):  # bounded, like poll
             n = udpio_batch_recv(fd, self.batch)
-            if n == -ECONNREFUSED:
+            if n < 0 and n != -EAGAIN:
                 continue  # an ICMP error, reported once to any call: read_errors has it
             if n <= 0:
                 break
@@ -664,8 +681,8 @@ cdef class Engine:
                     continue
                 self.handle_datagram(slot, data, got if got >= 0 else -1, <sockaddr_in *>src)
             self.flush_batch(fd)
-            if n < 64:
-                break
+            if n < 64 or (fd == self.request_fd and self.nrequests >= REQUESTS_PER_POLL):
+                break  # the rest wait for the next wake-up, after timers and other work
         self.batch_fd = -1
 
     cdef void take_request(self, int i, const char *data, int n, const sockaddr_in *src) noexcept:
@@ -674,6 +691,7 @@ cdef class Engine:
         cdef in_addr local
         cdef const uint8_t *ip = <const uint8_t *>&src.sin_addr.s_addr
         udpio_batch_pktinfo(self.batch, i, &ifindex, &local)
+        self.nrequests += 1
         self.requests.append((data[:n], (f"{ip[0]}.{ip[1]}.{ip[2]}.{ip[3]}",
                                          (src.sin_port & 0xff) << 8 | src.sin_port >> 8),
                               ifindex, (<const char *>&local.s_addr)[:4]))
@@ -703,15 +721,9 @@ cdef class Engine:
 
     cdef int send_one(self, Xfer *x, char *pkt, size_t n) noexcept:
         """One datagram to the transfer's peer: 0 or -errno."""
-        cdef int tries, r
-        if not x.shared:
-            return 0 if send(x.sock, pkt, n, 0) >= 0 else -errno
-        for tries in range(2):
-            r = udpio_send_segments(x.sock, &x.peer, source_of(x), pkt, n, 1, n, 0)
-            if r != -ECONNREFUSED:
-                return r if r < 0 else 0
-            # an ICMP error about another peer of the shared socket: read_errors has it
-        return -EAGAIN
+        cdef int r = udpio_send_segments(x.sock, &x.peer if x.shared else NULL, source_of(x),
+                                         pkt, n, 1, n, 0)
+        return r if r < 0 else 0
 
     cdef void wheel_insert(self, int32_t slot) noexcept:
         # ceil to a wheel slot, so the slot comes round no earlier than the deadline
@@ -744,7 +756,7 @@ cdef class Engine:
         cdef Xfer *x = &self.xfers[slot]
         cdef int r = self.send_one(x, x.oack, x.oack_len)
         if r < 0:
-            if r == -ECONNREFUSED:  # an ICMP error of an earlier send surfacing here
+            if r == -ECONNREFUSED and not x.shared:  # an earlier send's ICMP error surfacing
                 self.finish(slot, OUT_UNREACHABLE, 0)
                 return -1
             self.send_errors += 1
@@ -812,19 +824,12 @@ cdef class Engine:
             else:
                 r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
                                         blen + HEADER_LEN, self.gso)
-            if r == -ECONNREFUSED and x.shared:
-                # an ICMP error about another peer of the shared socket (read_errors has
-                # it), reported to whichever call comes next: send again
-                r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
-                                        blen + HEADER_LEN, self.gso)
-                if r == -ECONNREFUSED:
-                    r = -EAGAIN
             if r == -EIO and self.gso:
                 # a device without checksum offload refuses GSO: fall back for good
                 self.gso = 0
                 r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
                                         blen + HEADER_LEN, 0)
-            if r == -ECONNREFUSED:
+            if r == -ECONNREFUSED and not x.shared:  # (a shared socket's is read_errors')
                 self.finish(slot, OUT_UNREACHABLE, 0)
                 return -1
             if r < 0:
