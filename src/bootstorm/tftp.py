@@ -305,10 +305,16 @@ class TftpServer:
             sock = self._transfer_socket(local_ip, SHARED_BUFFER // 2)
             try:
                 try:
-                    sock.setsockopt(socket.SOL_SOCKET, 33, SHARED_BUFFER)  # SO_RCVBUFFORCE (root)
+                    sock.setsockopt(socket.SOL_SOCKET, udp.SO_RCVBUFFORCE, SHARED_BUFFER)  # root
                 except OSError:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SHARED_BUFFER)
                 sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # closed client ports
+                got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                if got < SHARED_BUFFER:  # no CAP_NET_ADMIN, and net.core.rmem_max below it
+                    self.log.event("tftp-buffer-small", f"the port shared by lock-step transfers "
+                                   f"on {local_ip} got a {got}-byte receive buffer, not "
+                                   f"{SHARED_BUFFER}: in a storm ACKs may be dropped and "
+                                   f"resent; raise net.core.rmem_max (docs/tftp.md)")
                 self.engine.share(sock.fileno())
             except BaseException:
                 sock.close()

@@ -125,3 +125,20 @@ def test_an_internal_error_costs_one_request_only(server):
     assert reply == b"\x00\x05\x00\x00internal server error\x00"
     assert s.requests_refused == 1
     assert " tftp-internal-error KeyError: 'a bug' client=127.0.0.1:" in s.log.stream.getvalue()
+
+
+def test_a_small_shared_buffer_is_reported(server, monkeypatch):
+    """Without CAP_NET_ADMIN the shared port's receive buffer stops at net.core.rmem_max:
+    the operator is told once, with what to raise (here: a forced size the kernel refuses,
+    and more than any rmem_max this machine or CI has)."""
+    import io
+
+    from bootstorm import tftp, udp
+    s, _root = server()
+    s.log = Log("text", stream=(out := io.StringIO()))
+    monkeypatch.setattr(udp, "SO_RCVBUFFORCE", -1)  # as if not allowed: the plain option
+    monkeypatch.setattr(tftp, "SHARED_BUFFER", 1 << 30)
+    fd = s._shared_socket("127.0.0.1")
+    assert s._shared_socket("127.0.0.1") == fd  # made once
+    lines = [line for line in out.getvalue().splitlines() if "tftp-buffer-small" in line]
+    assert len(lines) == 1 and "net.core.rmem_max" in lines[0], out.getvalue()
