@@ -6,6 +6,7 @@ import socket
 import time
 from dataclasses import dataclass
 
+from bootstorm import udp
 from bootstorm._native import tftp as native
 from bootstorm.errors import TftpError
 
@@ -127,11 +128,7 @@ def _fetch(sock, server, filename, mode, options, out, timeout, progress):
 
 def _room_for(sock, nbytes: int) -> None:
     """A receive buffer that holds a whole window, so none of it is dropped on arrival."""
-    want = max(2 * nbytes, 256 * 1024)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, 33, want)  # SO_RCVBUFFORCE (needs root)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
+    udp.set_buffer(sock, max(2 * nbytes, 256 * 1024))
 
 
 def fetch_to_path(host, port, filename, path, **kw) -> FetchResult:

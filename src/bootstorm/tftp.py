@@ -56,13 +56,6 @@ def arp_mac(ip: str) -> str | None:
     return None
 
 
-def _send_buffer(sock: socket.socket, size: int) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, 32, size)  # SO_SNDBUFFORCE: beyond wmem_max, as root
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-
-
 class _Source:
     """What a transfer sends: an open file, or a snapshot of it in memory; shared by every
     transfer of the same file (dnsmasq's trick for mass booting)."""
@@ -117,7 +110,7 @@ class TftpServer:
         self.sock = udp.listening_socket(config.listen, config.port, reuse_port=reuse_port)
         self.address = self.sock.getsockname()
         if config.single_port:  # the engine reads the listening socket: requests come with ACKs
-            _send_buffer(self.sock, SHARED_BUFFER)
+            udp.set_buffer(self.sock, SHARED_BUFFER, send=True)
             self.sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
             fd = os.dup(self.sock.fileno())
             try:
@@ -304,12 +297,8 @@ class TftpServer:
         if fd is None:
             sock = self._transfer_socket(local_ip, SHARED_BUFFER // 2)
             try:
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, udp.SO_RCVBUFFORCE, SHARED_BUFFER)  # root
-                except OSError:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SHARED_BUFFER)
+                got = udp.set_buffer(sock, SHARED_BUFFER)
                 sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)  # closed client ports
-                got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                 if got < SHARED_BUFFER:  # no CAP_NET_ADMIN, and net.core.rmem_max below it
                     self.log.event("tftp-buffer-small", f"the port shared by lock-step transfers "
                                    f"on {local_ip} got a {got}-byte receive buffer, not "
@@ -326,7 +315,7 @@ class TftpServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         try:
             if 2 * window_bytes > DEFAULT_SNDBUF:  # room for a whole window, twice
-                _send_buffer(sock, 2 * window_bytes)
+                udp.set_buffer(sock, 2 * window_bytes, send=True)
             self._bind_transfer(sock, local_ip)
         except BaseException:
             sock.close()

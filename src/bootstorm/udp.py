@@ -9,7 +9,7 @@ import struct
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python < 3.12 lacks the name
 PKTINFO = struct.Struct("I4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 ANCILLARY_SPACE = socket.CMSG_SPACE(PKTINFO.size)
-SO_RCVBUFFORCE = 33
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # beyond net.core.wmem_max/rmem_max: root only
 RECEIVE_BUFFER = 4 * 1024 * 1024  # a storm's requests arrive in bursts
 MAX_DATAGRAM = 2048  # requests are small; longer ones arrive truncated and are refused
 NO_ADDRESS = b"\0\0\0\0"
@@ -26,10 +26,7 @@ def listening_socket(address: str, port: int, *, reuse_port: bool = False,
         if reuse_port:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-        except OSError:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        set_buffer(s, RECEIVE_BUFFER)
         for level, name, value in options:
             s.setsockopt(level, name, value)
         s.bind((address, port))
@@ -38,6 +35,18 @@ def listening_socket(address: str, port: int, *, reuse_port: bool = False,
         s.close()
         raise
     return s
+
+
+def set_buffer(sock: socket.socket, size: int, *, send: bool = False) -> int:
+    """A receive (or send) buffer of size bytes: forced past the system's maximum where the
+    process may (root, CAP_NET_ADMIN), else as big as that maximum allows. Returns what the
+    kernel granted (it counts twice the size asked, for its own overhead)."""
+    force, plain = (SO_SNDBUFFORCE, socket.SO_SNDBUF) if send else (SO_RCVBUFFORCE, socket.SO_RCVBUF)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, plain, size)
+    return sock.getsockopt(socket.SOL_SOCKET, plain)
 
 
 def receive(sock: socket.socket):
