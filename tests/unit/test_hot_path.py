@@ -13,7 +13,7 @@ NATIVE = ROOT / "src" / "bootstorm" / "_native"
 # everything run per DATA/ACK packet or per retransmission
 HOT = ("wheel_insert", "wheel_remove", "send_oack", "send_window", "file_unchanged", "on_ack",
        "on_timeout", "send_error_to", "handle_datagram", "clock", "load16", "store16",
-       "peer_hash", "peer_find", "peer_remove", "drain_shared", "flush_batch", "read_errors",
+       "peer_hash", "peer_find", "peer_insert", "peer_remove", "block_len", "drain_shared", "flush_batch", "read_errors",
        "send_one", "source_of")
 
 

@@ -80,6 +80,7 @@ cdef class Engine:
     cdef inline uint64_t clock(self) noexcept
     cdef uint32_t peer_hash(self, const sockaddr_in *a) noexcept
     cdef int32_t peer_find(self, const sockaddr_in *a) noexcept
+    cdef void peer_insert(self, int32_t slot) noexcept
     cdef void peer_remove(self, int32_t slot) noexcept
     cdef void drain_shared(self, int fd) noexcept
     cdef void flush_batch(self, int fd) noexcept

@@ -49,7 +49,6 @@ cdef extern from "sys/epoll.h" nogil:
 cdef extern from "sys/socket.h" nogil:
     struct sockaddr:
         pass
-    ssize_t send(int fd, const void *buf, size_t n, int flags)
     int connect(int fd, const sockaddr *addr, uint32_t addrlen)
 
 cdef extern from "udpio.h" nogil:
@@ -101,6 +100,11 @@ cdef enum:
 cdef inline const in_addr *source_of(Xfer *x) noexcept:
     """The address a transfer answers from when its socket cannot say (NULL: the socket's)."""
     return &x.local if x.local.s_addr else NULL
+
+
+cdef inline size_t block_len(Xfer *x, uint64_t blk) noexcept:
+    """Payload bytes of block blk (absolute): blksize, less for the last (0 if it is empty)."""
+    return x.blksize if blk < x.last_block else x.size - (x.last_block - 1) * x.blksize
 
 
 cdef inline uint16_t load16(const char *p) noexcept:
@@ -421,7 +425,7 @@ cdef class Engine:
         cdef Xfer *x
         cdef epoll_event ev
         cdef bint shared = 0
-        cdef uint32_t h
+        cdef uint32_t gen
         for i in range(self.nshared):
             if self.shared_fds[i] == sock:
                 shared = 1
@@ -436,6 +440,7 @@ cdef class Engine:
         if content is not None and <uint64_t>len(content) != size:
             raise ValueError("content length differs from size")
         x = &self.xfers[slot]
+        gen = x.gen + 1 if x.gen + 1 else 1  # 0 tags the shared sockets' epoll events
         memset(&x.peer, 0, sizeof(sockaddr_in))
         x.peer.sin_family = 2  # AF_INET
         x.peer.sin_port = ((peer_port & 0xff) << 8) | ((peer_port >> 8) & 0xff)
@@ -446,21 +451,18 @@ cdef class Engine:
         if shared:
             if self.peer_find(&x.peer) >= 0:
                 raise ValueError("this client already has a transfer on a shared socket")
-            h = self.peer_hash(&x.peer)
-            while self.by_peer[h] >= 0:
-                h = (h + 1) & self.by_peer_mask
-            self.by_peer[h] = slot
+            self.peer_insert(slot)
         else:
             # Connected: each send skips the route lookup (about 7 % of the server's CPU per
             # small transfer), and the kernel answers a stranger with ICMP port unreachable.
             if connect(sock, <const sockaddr *>&x.peer, sizeof(sockaddr_in)) < 0:
                 raise OSError(errno, "connect")
             ev.events = EPOLLIN
-            ev.data.u64 = (<uint64_t>(x.gen + 1 if x.gen + 1 else 1) << 32) | <uint32_t>slot
+            ev.data.u64 = (<uint64_t>gen << 32) | <uint32_t>slot
             if epoll_ctl(self.epfd, EPOLL_CTL_ADD, sock, &ev) < 0:
                 raise OSError(errno, "epoll_ctl")
         self.free_head = x.wheel_next
-        x.gen = x.gen + 1 if x.gen + 1 else 1  # 0 tags the shared sockets' epoll events
+        x.gen = gen
         x.shared = shared
         x.sock = sock
         x.fd = fd
@@ -633,8 +635,15 @@ cdef class Engine:
                 return slot
             h = (h + 1) & self.by_peer_mask
 
+    cdef void peer_insert(self, int32_t slot) noexcept:
+        """Into the first empty entry from the slot's peer's hash on (linear probing)."""
+        cdef uint32_t h = self.peer_hash(&self.xfers[slot].peer)
+        while self.by_peer[h] >= 0:
+            h = (h + 1) & self.by_peer_mask
+        self.by_peer[h] = slot
+
     cdef void peer_remove(self, int32_t slot) noexcept:
-        cdef uint32_t h = self.peer_hash(&self.xfers[slot].peer), k
+        cdef uint32_t h = self.peer_hash(&self.xfers[slot].peer)
         cdef int32_t moved
         while self.by_peer[h] != slot:
             h = (h + 1) & self.by_peer_mask
@@ -644,10 +653,7 @@ cdef class Engine:
         while self.by_peer[h] >= 0:
             moved = self.by_peer[h]
             self.by_peer[h] = -1
-            k = self.peer_hash(&self.xfers[moved].peer)
-            while self.by_peer[k] >= 0:
-                k = (k + 1) & self.by_peer_mask
-            self.by_peer[k] = moved
+            self.peer_insert(moved)
             h = (h + 1) & self.by_peer_mask
 
     cdef void drain_shared(self, int fd) noexcept:
@@ -790,7 +796,7 @@ cdef class Engine:
             nseg = <int>(last - b + 1) if last - b + 1 < <uint64_t>per_chunk else per_chunk
             buf = self.scratch
             if self.batch_fd == x.sock and x.window == 1:  # a shared socket being drained: batched
-                blen = x.blksize if b < x.last_block else x.size - (x.last_block - 1) * x.blksize
+                blen = block_len(x, b)
                 buf = udpio_batch_add(self.batch, &x.peer, src, blen + HEADER_LEN)
                 if buf == NULL:  # full: send what it holds
                     self.flush_batch(x.sock)
@@ -798,7 +804,7 @@ cdef class Engine:
             total = 0
             for i in range(nseg):
                 blk = b + <uint64_t>i
-                blen = x.blksize if blk < x.last_block else x.size - (x.last_block - 1) * x.blksize
+                blen = block_len(x, blk)
                 p = buf + <size_t>i * seg
                 store16(p, OP_DATA)
                 store16(p + 2, <uint16_t>(blk & 0xffff))  # rolls over 65535 -> 0
