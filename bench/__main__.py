@@ -8,7 +8,7 @@
 
 Groups (``--scenarios``):
   CEIL  loopback ceilings: blast (sendmmsg/recvmmsg; and with UDP GSO at 1468 B) and
-        lock-step ping-pong, 1468 and 65464 B
+        lock-step ping-pong, 1468 and 65464 B, also with the sending side busy-polling 50 µs
   S1    small-file storm: 40 KiB file, 200 concurrent, thousands of transfers, blksize 1468
   S2    one 64 MiB transfer: blksize 1468 and 65464 x windowsize 1 and 16
   S3    big-file storm: 16 MiB, 100 concurrent, windowsize 1 and 8
@@ -76,10 +76,11 @@ def cases(quick: bool, s3_python: bool) -> list[dict]:
     """Every measurement kind with its sizes; --quick shrinks counts, not the shapes."""
     C = []
     for mode, size in (("blast", 1468), ("blast-gso", 1468), ("blast", 65464), ("pingpong", 1468),
-                       ("pingpong", 65464)):
+                       ("pingpong", 65464), ("pingpong-spin", 1468), ("pingpong-spin", 65464)):
         if True:
             cnt = {("blast", 1468): 300000, ("blast-gso", 1468): 300000, ("blast", 65464): 40000,
-                   ("pingpong", 1468): 40000, ("pingpong", 65464): 20000}[(mode, size)]
+                   ("pingpong", 1468): 40000, ("pingpong", 65464): 20000,
+                   ("pingpong-spin", 1468): 100000, ("pingpong-spin", 65464): 40000}[(mode, size)]
             if quick:
                 cnt //= 4
             C.append(dict(id=f"CEIL {mode} {size}", group="CEIL", kind="ceiling", mode=mode, size=size,

@@ -5,6 +5,7 @@
  *     ceiling blast    --size BYTES [--count N] [--max-seconds S]
  *     ceiling blast-gso --size BYTES [--count N] [--max-seconds S]
  *     ceiling pingpong --size BYTES [--count N] [--max-seconds S]
+ *     ceiling pingpong-spin --size BYTES [--spin-us 50] [--count N] [--max-seconds S]
  *     [--pin SENDER_CPU,RECEIVER_CPU]   (each end on its own CPU, as bench/pin.py places
  *                                        servers and load generators)
  *
@@ -17,6 +18,9 @@
  * pingpong: lock-step: one side sends SIZE bytes, the other answers with 4 bytes (an ACK),
  *           N times, blocking recv/send, nothing else: the most a lock-step (windowsize 1)
  *           transfer could reach - a latency bound, not a bandwidth bound.
+ * pingpong-spin: the same, but the sending side (the server's) looks for the ACK with
+ *           non-blocking recv for up to --spin-us before it sleeps in poll, as bootstorm's
+ *           busy-polling does: the bound for a server that spins and a client that does not.
  *
  * 127.0.0.1 only; both loops are bounded by --count and --max-seconds.  Prints one JSON
  * object: datagrams, bytes, seconds, pps, mb_per_s (10^6 bytes), cpu_s (both processes).
@@ -94,7 +98,7 @@ static void pin(int cpu)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: ceiling {blast|blast-gso|pingpong} --size BYTES [--count N] [--max-seconds S]"
+    fprintf(stderr, "usage: ceiling {blast|blast-gso|pingpong|pingpong-spin} --size BYTES [--spin-us US] [--count N] [--max-seconds S]"
                     " [--pin SENDER_CPU,RECEIVER_CPU]\n");
     exit(2);
 }
@@ -104,13 +108,14 @@ int main(int argc, char **argv)
     if (argc < 2) usage();
     const char *mode = argv[1];
     long size = 1468, count = 200000;
-    double maxs = 10;
+    double maxs = 10, spin_us = 50;
     int pin_sender = -1, pin_receiver = -1;
     for (int i = 2; i < argc; i++) {
         if (i + 1 >= argc) usage();
         if (!strcmp(argv[i], "--size")) size = atol(argv[++i]);
         else if (!strcmp(argv[i], "--count")) count = atol(argv[++i]);
         else if (!strcmp(argv[i], "--max-seconds")) maxs = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--spin-us")) spin_us = atof(argv[++i]);
         else if (!strcmp(argv[i], "--pin")) {
             if (sscanf(argv[++i], "%d,%d", &pin_sender, &pin_receiver) != 2) usage();
         }
@@ -119,7 +124,9 @@ int main(int argc, char **argv)
     if (size < 4 || size > MAXSIZE || count < 1 || count > 100000000 || maxs <= 0 || maxs > 600) usage();
     int gso = !strcmp(mode, "blast-gso");
     int blast = gso || !strcmp(mode, "blast");
-    if (!blast && strcmp(mode, "pingpong")) usage();
+    int spin = !strcmp(mode, "pingpong-spin");
+    if (!blast && !spin && strcmp(mode, "pingpong")) usage();
+    if (spin_us < 0 || spin_us > 1000) usage();
     if (gso && size > 32000) usage(); /* one GSO buffer (at most 64 KiB) holds >= 2 segments */
 
     struct sockaddr_in ra, sa;
@@ -185,6 +192,14 @@ int main(int argc, char **argv)
             char ack[8];
             for (long i = 0; i < count && now() < end; i++) {
                 if (send(sfd, buf[0], size, 0) < 0) { perror("send"); _exit(1); }
+                if (spin) { /* bounded: spin_us at most, then sleep as below */
+                    double until = now() + spin_us * 1e-6;
+                    int got_ack = 0;
+                    do {
+                        if (recv(sfd, ack, sizeof ack, MSG_DONTWAIT) >= 0) { got_ack = 1; break; }
+                    } while (now() < until);
+                    if (got_ack) continue;
+                }
                 struct pollfd p = {sfd, POLLIN, 0};
                 if (poll(&p, 1, 1000) <= 0) break; /* bounded: a lost ACK ends the run */
                 if (recv(sfd, ack, sizeof ack, 0) < 0) break;

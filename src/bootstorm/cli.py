@@ -51,7 +51,7 @@ def _config(args):
             max_transfers=args.max_transfers, retransmit_timeout=args.retransmit_timeout,
             give_up_timeout=args.give_up_timeout, no_blocksize=args.no_blocksize,
             lowercase=args.lowercase, memory_file_max=args.memory_file_max,
-            single_port=args.single_port))
+            single_port=args.single_port, busy_poll_us=args.busy_poll_us))
     else:
         raise ConfigError("nothing to serve: give --tftp-root DIR or --config FILE")
     if args.no_tftp:
@@ -138,6 +138,11 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
             raise SystemExit(1)
         for s in services:
             s.start(loop)
+        for s in services:  # the TFTP engine's busy-polling gives way to ProxyDHCP requests
+            if isinstance(s, ProxyDhcpServer) and config.tftp is not None:
+                for sock in s.sockets:
+                    tftp.watch(sock.fileno())
+
         def log_stats() -> None:
             for s in services:
                 if isinstance(s, TftpServer):
@@ -276,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lowercase", action="store_true", help="map file names to lower case (dnsmasq tftp-lowercase)")
     s.add_argument("--single-port", action="store_true",
                    help="send every transfer from the listening port, for NAT (dnsmasq tftp-single-port)")
+    s.add_argument("--busy-poll-us", type=int, default=f["busy_poll_us"], metavar="US",
+                   help="while transfers run, look for the next datagram this long before "
+                        "sleeping (default %(default)s; 0 = off)")
     s.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")
     s.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines on stderr")
     s.set_defaults(func=cmd_serve)

@@ -138,7 +138,13 @@ class TftpServer:
         self._loop = loop
         if not self.config.single_port:
             loop.add_reader(self.sock.fileno(), self._on_requests)
+            self.watch(self.sock.fileno())
         loop.add_reader(self.engine.fileno(), self._poll)
+
+    def watch(self, fd: int) -> None:
+        """Busy-polling (busy-poll-us) gives way as soon as fd is readable."""
+        if self.config.busy_poll_us:
+            self.engine.watch(fd)
 
     def close(self) -> None:
         if self._loop is not None:
@@ -158,7 +164,7 @@ class TftpServer:
 
     def _poll(self) -> None:
         with self.log:  # transfers that end in this wake-up: one write for their lines
-            self.engine.poll()
+            self.engine.poll(self.config.busy_poll_us)
             if self.config.single_port:  # requests arrive among the ACKs
                 for data, client, ifindex, local in self.engine.take_requests():
                     self._serve(data, client, ifindex, local)

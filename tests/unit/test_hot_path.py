@@ -14,7 +14,7 @@ NATIVE = ROOT / "src" / "bootstorm" / "_native"
 HOT = ("wheel_insert", "wheel_remove", "send_oack", "send_window", "file_unchanged", "on_ack",
        "on_timeout", "send_error_to", "handle_datagram", "clock", "load16", "store16",
        "peer_hash", "peer_find", "peer_insert", "peer_remove", "block_len", "drain_shared", "flush_batch", "read_errors",
-       "send_one", "source_of")
+       "send_one", "source_of", "poll_round", "spin", "clock_us")
 
 
 def project_directives() -> dict:

@@ -73,11 +73,17 @@ cdef class Engine:
     cdef list contents            # slot -> bytes snapshot being served, or None
     cdef bint in_wheel            # tick() is walking the wheel: on_done calls are deferred
     cdef list deferred            # (slot, outcome, ...) of transfers ended during the walk
+    cdef int spin_misses          # busy-polls in a row that caught nothing
+    cdef int spin_skip            # poll() calls left that do not spin (backing off)
     # counters
     cdef public uint64_t packets_in, packets_out, malformed, strangers
     cdef public uint64_t retransmits, bytes_out, send_errors, transfers_ok, transfers_failed
+    cdef public uint64_t spins, spin_hits, spin_yields  # busy-polling: see poll()
 
     cdef inline uint64_t clock(self) noexcept
+    cdef inline uint64_t clock_us(self) noexcept
+    cdef int poll_round(self) noexcept
+    cdef void spin(self, int spin_us) noexcept
     cdef uint32_t peer_hash(self, const sockaddr_in *a) noexcept
     cdef int32_t peer_find(self, const sockaddr_in *a) noexcept
     cdef void peer_insert(self, int32_t slot) noexcept

@@ -38,6 +38,9 @@ class Engine:
     send_errors: int
     transfers_ok: int
     transfers_failed: int
+    spins: int
+    spin_hits: int
+    spin_yields: int
     def __init__(self, capacity: int, on_done: Callable[[int, str, int, int, int, int], None], *,
                  fake_clock: bool = ..., gso: bool | None = ...) -> None: ...
     def fileno(self) -> int: ...
@@ -67,6 +70,10 @@ class Engine:
         """Blocks the client has acknowledged so far."""
     def replace(self, slot: int) -> None:
         """End a transfer silently: its client started over from the same port."""
-    def poll(self) -> None: ...
+    def watch(self, fd: int) -> None:
+        """Busy-polling in poll() gives way as soon as fd is readable."""
+    def poll(self, spin_us: int = ...) -> None:
+        """Drain the ready transfer sockets; with spin_us, busy-poll that long after the last
+        datagram while transfers run (bounded, backing off when it finds nothing)."""
     def tick(self) -> None: ...
     def stats(self) -> dict[str, int | bool]: ...

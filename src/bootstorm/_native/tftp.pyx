@@ -46,6 +46,9 @@ cdef extern from "sys/epoll.h" nogil:
     int epoll_ctl(int epfd, int op, int fd, epoll_event *ev)
     int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
 
+cdef extern from "sched.h" nogil:
+    int sched_yield()
+
 cdef extern from "sys/socket.h" nogil:
     struct sockaddr:
         pass
@@ -95,6 +98,13 @@ cdef enum:
     SHARED_ROUNDS = 16       # batches read from a shared socket per wake-up
     REQUESTS_PER_POLL = 64   # single-port: requests kept per wake-up, as the listener's
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
+    SPIN_BUDGET_US = 1000    # poll() returns to the event loop at least this often
+    SPIN_GAP_US = 2          # a datagram after this much idle was caught by spinning
+    SPIN_MISSES_MAX = 4      # spins that caught nothing, in a row, before backing off
+    SPIN_SKIP = 32           # poll() calls that then do not spin
+
+# the epoll tag of a watch()ed fd: generation 0 (not a transfer), no shared socket's index
+cdef uint64_t WATCHED = 0xffffffffu
 
 
 cdef inline const in_addr *source_of(Xfer *x) noexcept:
@@ -529,43 +539,104 @@ cdef class Engine:
             if self.xfers[i].state != XFER_FREE:
                 self.finish(i, OUT_ABORTED, 0)
 
-    def poll(self):
-        """Drain every ready transfer socket. Called when fileno() is readable."""
+    def watch(self, int fd):
+        """Have poll()'s busy-polling stop as soon as fd is readable: the listening socket,
+        the ProxyDHCP sockets, whatever else this process serves."""
+        cdef epoll_event ev
+        ev.events = EPOLLIN
+        ev.data.u64 = WATCHED
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
+            raise OSError(errno, "epoll_ctl")
+
+    def poll(self, int spin_us=0):
+        """Drain every ready transfer socket. Called when fileno() is readable.
+
+        With spin_us, while transfers run, keep looking for up to spin_us after the last
+        datagram before returning (busy-polling): on a loopback or LAN the next ACK is
+        often that close, and catching it saves the sleep and wake-up of the process,
+        which on a virtual machine costs more than the round trip. It stops at once when
+        a watch()ed fd or a single-port request is ready, after SPIN_BUDGET_US in all, and
+        backs off while it finds nothing (a far or slow client)."""
+        cdef int rounds
+        if not self.fake_clock:
+            self.now_ms = self.clock()
+        if spin_us > 0 and self.active_count and not self.fake_clock:
+            if self.spin_skip == 0:
+                self.spin(spin_us)
+                return
+            self.spin_skip -= 1
+        for rounds in range(4):  # bounded, so timers and new requests get their turn
+            if self.poll_round() <= 1:
+                return  # 1: a lone stream, its next ACK is a round trip away
+
+    cdef void spin(self, int spin_us) noexcept:
+        cdef int n
+        cdef uint64_t t, start, idle_from
+        cdef bint caught = 0
+        self.spins += 1
+        start = idle_from = self.clock_us()
+        while True:
+            n = self.poll_round()
+            t = self.clock_us()
+            if n < 0 or self.nrequests:
+                self.spin_yields += 1
+                return  # something else to serve: the event loop's turn
+            if n > 0:
+                if t - idle_from > SPIN_GAP_US:
+                    caught = 1  # found by spinning, not by a wake-up
+                    self.spin_hits += 1
+                idle_from = t
+                self.now_ms = t // 1000
+            elif self.active_count == 0 or t - idle_from >= <uint64_t>spin_us:
+                break
+            else:
+                sched_yield()  # another task of this CPU (a worker, a client) goes first
+            if t - start >= SPIN_BUDGET_US:
+                return
+        if caught:
+            self.spin_misses = 0
+        else:
+            self.spin_misses += 1
+            if self.spin_misses == SPIN_MISSES_MAX:  # the ACKs come later than spin_us
+                self.spin_misses = 0
+                self.spin_skip = SPIN_SKIP
+
+    cdef int poll_round(self) noexcept:
+        """One epoll_wait and its datagrams: the number of events, or -1 when a watched fd
+        was among them."""
         cdef epoll_event *ev = <epoll_event *>self.events
-        cdef int n, i, got, rounds
+        cdef int n, i, got
+        cdef int watched = 0
         cdef int32_t slot
         cdef uint32_t gen
         cdef Xfer *x
-        if not self.fake_clock:
-            self.now_ms = self.clock()
-        for rounds in range(4):  # bounded, so timers and new requests get their turn
-            n = epoll_wait(self.epfd, ev, MAX_EVENTS, 0)
-            if n <= 0:
-                return
-            for i in range(n):
-                slot = <int32_t>(ev[i].data.u64 & 0xffffffffu)
-                gen = <uint32_t>(ev[i].data.u64 >> 32)
-                if gen == 0:
-                    if ev[i].events & EPOLLERR:
-                        self.read_errors(self.shared_fds[slot])
-                    self.drain_shared(self.shared_fds[slot])
-                    continue
-                x = &self.xfers[slot]
-                if x.state == XFER_FREE or x.gen != gen:
-                    continue  # ended earlier in this batch
-                got = udpio_recv(x.sock, self.rbuf, sizeof(self.rbuf), &self.raddr)
-                if got == -EMSGSIZE:
-                    got = -1  # counted as malformed
-                elif got == -ECONNREFUSED:
-                    # the connected socket's ICMP error: nobody listens on the client's port any
-                    # more, so free the slot now rather than after give-up-timeout
-                    self.finish(slot, OUT_UNREACHABLE, 0)
-                    continue
-                elif got < 0:
-                    continue  # nothing after all, or another ICMP error: no datagram
-                self.handle_datagram(slot, self.rbuf, got, &self.raddr)
-            if n == 1:
-                return  # a lone stream: its next ACK is a round trip away, so don't look again
+        n = epoll_wait(self.epfd, ev, MAX_EVENTS, 0)
+        for i in range(n):
+            if ev[i].data.u64 == WATCHED:
+                watched = 1
+                continue
+            slot = <int32_t>(ev[i].data.u64 & 0xffffffffu)
+            gen = <uint32_t>(ev[i].data.u64 >> 32)
+            if gen == 0:
+                if ev[i].events & EPOLLERR:
+                    self.read_errors(self.shared_fds[slot])
+                self.drain_shared(self.shared_fds[slot])
+                continue
+            x = &self.xfers[slot]
+            if x.state == XFER_FREE or x.gen != gen:
+                continue  # ended earlier in this batch
+            got = udpio_recv(x.sock, self.rbuf, sizeof(self.rbuf), &self.raddr)
+            if got == -EMSGSIZE:
+                got = -1  # counted as malformed
+            elif got == -ECONNREFUSED:
+                # the connected socket's ICMP error: nobody listens on the client's port any
+                # more, so free the slot now rather than after give-up-timeout
+                self.finish(slot, OUT_UNREACHABLE, 0)
+                continue
+            elif got < 0:
+                continue  # nothing after all, or another ICMP error: no datagram
+            self.handle_datagram(slot, self.rbuf, got, &self.raddr)
+        return -1 if watched else n
 
     def tick(self):
         """Expire due retransmission timers. Called periodically (every TICK_MS)."""
@@ -607,6 +678,7 @@ cdef class Engine:
             "retransmits": self.retransmits, "malformed": self.malformed,
             "strangers": self.strangers, "send_errors": self.send_errors,
             "transfers_ok": self.transfers_ok, "transfers_failed": self.transfers_failed,
+            "spins": self.spins, "spin_hits": self.spin_hits, "spin_yields": self.spin_yields,
             "gso": bool(self.gso),
         }
 
@@ -616,6 +688,11 @@ cdef class Engine:
         cdef timespec ts
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return <uint64_t>ts.tv_sec * 1000 + <uint64_t>ts.tv_nsec // 1000000
+
+    cdef inline uint64_t clock_us(self) noexcept:
+        cdef timespec ts
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return <uint64_t>ts.tv_sec * 1000000 + <uint64_t>ts.tv_nsec // 1000
 
     cdef uint32_t peer_hash(self, const sockaddr_in *a) noexcept:
         cdef uint32_t h = (a.sin_addr.s_addr ^ self.hash_seed) * 2654435761u

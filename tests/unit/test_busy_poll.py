@@ -1,0 +1,140 @@
+"""Busy-polling in Engine.poll(spin_us): with the real clock, over loopback UDP. The test is
+the client and stays silent (or sends before poll), so what each poll() does is decided by
+the engine's rules, not by how fast this machine runs: spin only while transfers run, give
+way to a watched fd or a single-port request, back off after spins that catch nothing.
+That a spin catches ACKs from a real client is shown in tests/integration/test_load.py."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from bootstorm._native import tftp as native
+
+LOCAL = "127.0.0.1"
+SPIN_MISSES_MAX, SPIN_SKIP = 4, 32  # tftp.pyx: spins in a row that catch nothing, then polls without
+SPIN_US = 200  # short: a silent client makes every spin last this long
+
+
+def udp(bind: bool = True) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if bind:
+        s.bind((LOCAL, 0))
+    s.setblocking(False)
+    return s
+
+
+@pytest.fixture
+def rig(tmp_path):
+    """A real-clock engine serving one lock-step transfer to a silent client."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(5000))
+    fd = os.open(path, os.O_RDONLY)
+    engine = native.Engine(4, lambda *a: None)
+    client, server = udp(), udp()
+    st = os.fstat(fd)
+    addr = server.getsockname()
+    slot = engine.start(server.fileno(), fd, socket.inet_aton(LOCAL), client.getsockname()[1],
+                        st.st_size, st.st_mtime_ns, 512, 1, 5000, 30000)
+    server.detach()  # the engine's now
+    engine.begin(slot)
+    client.settimeout(2)
+    assert native.parse_reply(client.recv(600))[:2] == (3, 1)  # DATA 1
+    yield engine, client, addr
+    engine.abort_all()
+    client.close()
+    os.close(fd)
+
+
+def test_no_spin_while_no_transfer_runs():
+    engine = native.Engine(2, lambda *a: None)
+    engine.poll(1000)
+    assert engine.stats()["spins"] == 0
+
+
+def test_no_spin_when_off(rig):
+    engine, _client, _server = rig
+    engine.poll(0)
+    assert engine.stats()["spins"] == 0
+
+
+def test_silent_client_spins_then_backs_off(rig):
+    engine, _client, _server = rig
+    for _ in range(SPIN_MISSES_MAX):
+        engine.poll(SPIN_US)
+    assert engine.stats()["spins"] == SPIN_MISSES_MAX
+    for _ in range(SPIN_SKIP):  # backing off: these polls return at once
+        engine.poll(SPIN_US)
+    stats = engine.stats()
+    assert stats["spins"] == SPIN_MISSES_MAX
+    assert stats["spin_hits"] == 0
+    engine.poll(SPIN_US)  # and then it tries again
+    assert engine.stats()["spins"] == SPIN_MISSES_MAX + 1
+
+
+def test_spin_gives_way_to_a_watched_fd(rig):
+    engine, _client, _server = rig
+    listener, other = udp(), udp()
+    try:
+        engine.watch(listener.fileno())
+        other.sendto(b"\x00\x01f\x00octet\x00", listener.getsockname())  # a request waits
+        engine.poll(1000)
+        stats = engine.stats()
+        assert (stats["spins"], stats["spin_yields"]) == (1, 1)
+        assert listener.recv(600)  # left for its own reader
+    finally:
+        listener.close()
+        other.close()
+
+
+def test_spin_reads_what_is_ready_before_giving_way(rig):
+    """An ACK and a watched fd ready together: the ACK is served (DATA 2), then the spin
+    ends for the other fd."""
+    engine, client, server = rig
+    listener, other = udp(), udp()
+    try:
+        engine.watch(listener.fileno())
+        client.sendto(native.build_ack(1), server)
+        other.sendto(b"x", listener.getsockname())
+        engine.poll(1000)
+        assert native.parse_reply(client.recv(600))[:2] == (3, 2)
+        assert engine.stats()["spin_yields"] == 1
+    finally:
+        listener.close()
+        other.close()
+
+
+def test_spin_gives_way_to_a_single_port_request(tmp_path):
+    """Single-port: requests arrive among the ACKs on the shared socket; one ends the spin
+    so that the service admits it."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(3000))
+    fd = os.open(path, os.O_RDONLY)
+    engine = native.Engine(4, lambda *a: None)
+    shared = udp()
+    shared.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO, as the listening socket has
+    client, newcomer = udp(), udp()
+    try:
+        mine = os.dup(shared.fileno())
+        engine.share(mine, requests=True)
+        st = os.fstat(fd)
+        slot = engine.start(mine, fd, socket.inet_aton(LOCAL), client.getsockname()[1],
+                            st.st_size, st.st_mtime_ns, 512, 1, 5000, 30000)
+        engine.begin(slot)
+        newcomer.sendto(b"\x00\x01f\x00octet\x00", shared.getsockname())
+        engine.poll(1000)
+        assert engine.stats()["spin_yields"] == 1
+        assert [r[1][1] for r in engine.take_requests()] == [newcomer.getsockname()[1]]
+    finally:
+        engine.abort_all()
+        engine.close()
+        for s in (shared, client, newcomer):
+            s.close()
+        os.close(fd)
+
+
+def test_watch_rejects_a_bad_fd():
+    engine = native.Engine(1, lambda *a: None)
+    with pytest.raises(OSError):
+        engine.watch(-1)
