@@ -505,9 +505,16 @@ class TftpServer:
         self.transfers[slot] = None
         del self.by_client[t.client]
         self._release(t.source)
-        fields = dict(client=f"{t.client[0]}:{t.client[1]}", file=t.filename, bytes=nbytes,
-                      seconds=round(elapsed_ms / 1000, 3), blksize=t.blksize,
-                      windowsize=t.window, outcome=outcome, retransmits=retransmits)
-        if code:
-            fields["error_code"] = code
-        self.log.event("tftp-transfer", **fields)
+        client, seconds = f"{t.client[0]}:{t.client[1]}", round(elapsed_ms / 1000, 3)
+        if self.log.json:
+            fields = dict(client=client, file=t.filename, bytes=nbytes, seconds=seconds,
+                          blksize=t.blksize, windowsize=t.window, outcome=outcome,
+                          retransmits=retransmits)
+            if code:
+                fields["error_code"] = code
+            self.log.event("tftp-transfer", **fields)
+        else:  # event()'s text in one f-string: a storm ends thousands of transfers a second
+            self.log.text(f"tftp-transfer client={client} file={t.filename} bytes={nbytes} "
+                          f"seconds={seconds} blksize={t.blksize} windowsize={t.window} "
+                          f"outcome={outcome} retransmits={retransmits}"
+                          + (f" error_code={code}" if code else ""))

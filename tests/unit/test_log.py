@@ -85,6 +85,34 @@ def test_reply_line_text_and_json_carry_the_same_fields():
                       "message": "OFFER"}
 
 
+def _transfer_line(fmt: str, code: int) -> str:
+    """The line TftpServer._on_done writes for one ended transfer."""
+    from bootstorm.tftp import TftpServer, _Transfer
+
+    server = TftpServer.__new__(TftpServer)
+    server.log = Log(fmt, stream=io.StringIO())
+    server.transfers = [_Transfer(("10.0.0.7", 2070), "pxelinux.0", 1468, 4, None, b"")]
+    server.by_client = {("10.0.0.7", 2070): 0}
+    server._release = lambda src: None
+    server._on_done(0, "client-error" if code else "ok", code, 26758, 2, 1234)
+    return server.log.stream.getvalue()
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_transfer_line_text_and_json_carry_the_same_fields(code):
+    fields = dict(client="10.0.0.7:2070", file="pxelinux.0", bytes=26758, seconds=1.234,
+                  blksize=1468, windowsize=4, outcome="client-error" if code else "ok",
+                  retransmits=2)
+    if code:
+        fields["error_code"] = code
+    reference = Log(stream=io.StringIO())
+    reference.event("tftp-transfer", **fields)
+    assert _transfer_line("text", code).split(" ", 1)[1] == reference.stream.getvalue().split(" ", 1)[1]
+    record = json.loads(_transfer_line("json", code))
+    del record["time"]
+    assert record == {"event": "tftp-transfer", **fields}
+
+
 class _Batch:
     def __init__(self, batch):
         self.batch = batch
