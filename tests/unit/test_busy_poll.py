@@ -1,11 +1,13 @@
 """Busy-polling in Engine.poll(spin_us): with the real clock, over loopback UDP. The test is
 the client and stays silent (or sends before poll), so what each poll() does is decided by
-the engine's rules, not by how fast this machine runs: spin only while transfers run, give
-way to a watched fd or a single-port request, back off after spins that catch nothing.
+the engine's rules, not by how fast this machine runs: spin only while lock-step transfers
+run, give way to a watched fd or a single-port request, back off after spins that catch
+nothing.
 That a spin catches ACKs from a real client is shown in tests/integration/test_load.py."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 
 import pytest
@@ -53,6 +55,27 @@ def test_no_spin_while_no_transfer_runs():
     assert engine.stats()["spins"] == 0
 
 
+def test_no_spin_for_windowed_transfers(tmp_path):
+    """A window's ACK wakes the process once per window: not worth spinning for."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(50000))
+    fd = os.open(path, os.O_RDONLY)
+    engine = native.Engine(4, lambda *a: None)
+    client, server = udp(), udp()
+    try:
+        st = os.fstat(fd)
+        slot = engine.start(server.fileno(), fd, socket.inet_aton(LOCAL), client.getsockname()[1],
+                            st.st_size, st.st_mtime_ns, 512, 4, 5000, 30000)
+        server.detach()
+        engine.begin(slot)
+        engine.poll(1000)
+        assert engine.stats()["spins"] == 0
+    finally:
+        engine.abort_all()
+        client.close()
+        os.close(fd)
+
+
 def test_no_spin_when_off(rig):
     engine, _client, _server = rig
     engine.poll(0)
@@ -79,6 +102,9 @@ def test_spin_gives_way_to_a_watched_fd(rig):
     try:
         engine.watch(listener.fileno())
         other.sendto(b"\x00\x01f\x00octet\x00", listener.getsockname())  # a request waits
+        select.select([listener], [], [], 2)
+        # the engine's own fd stays quiet: uvloop wakes the listener's reader, not the engine
+        assert select.select([engine.fileno()], [], [], 0)[0] == []
         engine.poll(1000)
         stats = engine.stats()
         assert (stats["spins"], stats["spin_yields"]) == (1, 1)
@@ -138,3 +164,15 @@ def test_watch_rejects_a_bad_fd():
     engine = native.Engine(1, lambda *a: None)
     with pytest.raises(OSError):
         engine.watch(-1)
+
+
+def test_a_failed_constructor_closes_no_descriptor():
+    """Engine(0) raises before its epoll sets exist: its clean-up must not close fd 0."""
+    saved = os.dup(0)
+    try:
+        with pytest.raises(ValueError):
+            native.Engine(0, lambda *a: None)
+        os.fstat(0)  # EBADF if the engine closed it
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)

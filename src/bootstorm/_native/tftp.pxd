@@ -48,8 +48,10 @@ cdef class Engine:
     cdef Xfer *xfers
     cdef int32_t capacity
     cdef int32_t active_count
+    cdef int32_t lockstep_count   # of them with windowsize 1: busy-polling is for these
     cdef int32_t free_head        # free slots chained through wheel_next
     cdef int epfd
+    cdef int watch_epfd           # fds whose readiness ends a spin (watch()), or -1
     cdef bint gso
     cdef bint fake_clock
     cdef uint64_t now_ms

@@ -103,9 +103,6 @@ cdef enum:
     SPIN_MISSES_MAX = 4      # spins that caught nothing, in a row, before backing off
     SPIN_SKIP = 32           # poll() calls that then do not spin
 
-# the epoll tag of a watch()ed fd: generation 0 (not a transfer), no shared socket's index
-cdef uint64_t WATCHED = 0xffffffffu
-
 
 cdef inline const in_addr *source_of(Xfer *x) noexcept:
     """The address a transfer answers from when its socket cannot say (NULL: the socket's)."""
@@ -302,6 +299,7 @@ cdef class Engine:
 
     def __cinit__(self, int capacity, on_done, *, bint fake_clock=False, gso=None):
         cdef int32_t i
+        self.epfd = self.watch_epfd = -1  # __dealloc__ runs even if this raises: not fd 0
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
@@ -352,6 +350,8 @@ cdef class Engine:
             close(self.shared_fds[i])
         if self.epfd >= 0:
             close(self.epfd)
+        if self.watch_epfd >= 0:
+            close(self.watch_epfd)
         free(self.by_peer)
         free(self.batch)
         free(self.xfers)
@@ -505,6 +505,7 @@ cdef class Engine:
         x.wheel_slot = -1
         self.wheel_insert(slot)
         self.active_count += 1
+        self.lockstep_count += window == 1
         return slot
 
     def begin(self, int32_t slot):
@@ -541,26 +542,33 @@ cdef class Engine:
 
     def watch(self, int fd):
         """Have poll()'s busy-polling stop as soon as fd is readable: the listening socket,
-        the ProxyDHCP sockets, whatever else this process serves."""
+        the ProxyDHCP sockets, whatever else this process serves. They go into an epoll set
+        of their own: in the engine's, they would make fileno() readable for them too."""
         cdef epoll_event ev
+        if self.watch_epfd < 0:
+            self.watch_epfd = epoll_create1(EPOLL_CLOEXEC)
+            if self.watch_epfd < 0:
+                raise OSError(errno, "epoll_create1")
         ev.events = EPOLLIN
-        ev.data.u64 = WATCHED
-        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
+        ev.data.u64 = 0
+        if epoll_ctl(self.watch_epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
             raise OSError(errno, "epoll_ctl")
 
     def poll(self, int spin_us=0):
         """Drain every ready transfer socket. Called when fileno() is readable.
 
-        With spin_us, while transfers run, keep looking for up to spin_us after the last
-        datagram before returning (busy-polling): on a loopback or LAN the next ACK is
-        often that close, and catching it saves the sleep and wake-up of the process,
-        which on a virtual machine costs more than the round trip. It stops at once when
+        With spin_us, while lock-step transfers run, keep looking for up to spin_us after
+        the last datagram before returning (busy-polling): on a loopback or LAN the next
+        ACK is often that close, and catching it saves the sleep and wake-up of the
+        process, which on a virtual machine costs more than the round trip. A windowed
+        transfer pays that wake-up once per window, and its client takes longer to answer:
+        spinning for it would cost more CPU than it saves. It stops at once when
         a watch()ed fd or a single-port request is ready, after SPIN_BUDGET_US in all, and
         backs off while it finds nothing (a far or slow client)."""
         cdef int rounds
         if not self.fake_clock:
             self.now_ms = self.clock()
-        if spin_us > 0 and self.active_count and not self.fake_clock:
+        if spin_us > 0 and self.lockstep_count and not self.fake_clock:
             if self.spin_skip == 0:
                 self.spin(spin_us)
                 return
@@ -573,12 +581,13 @@ cdef class Engine:
         cdef int n
         cdef uint64_t t, start, idle_from
         cdef bint caught = 0
+        cdef epoll_event wev
         self.spins += 1
         start = idle_from = self.clock_us()
         while True:
             n = self.poll_round()
             t = self.clock_us()
-            if n < 0 or self.nrequests:
+            if self.nrequests or (self.watch_epfd >= 0 and epoll_wait(self.watch_epfd, &wev, 1, 0) > 0):
                 self.spin_yields += 1
                 return  # something else to serve: the event loop's turn
             if n > 0:
@@ -587,7 +596,7 @@ cdef class Engine:
                     self.spin_hits += 1
                 idle_from = t
                 self.now_ms = t // 1000
-            elif self.active_count == 0 or t - idle_from >= <uint64_t>spin_us:
+            elif self.lockstep_count == 0 or t - idle_from >= <uint64_t>spin_us:
                 break
             else:
                 sched_yield()  # another task of this CPU (a worker, a client) goes first
@@ -602,19 +611,14 @@ cdef class Engine:
                 self.spin_skip = SPIN_SKIP
 
     cdef int poll_round(self) noexcept:
-        """One epoll_wait and its datagrams: the number of events, or -1 when a watched fd
-        was among them."""
+        """One epoll_wait and its datagrams: the number of ready sockets."""
         cdef epoll_event *ev = <epoll_event *>self.events
         cdef int n, i, got
-        cdef int watched = 0
         cdef int32_t slot
         cdef uint32_t gen
         cdef Xfer *x
         n = epoll_wait(self.epfd, ev, MAX_EVENTS, 0)
         for i in range(n):
-            if ev[i].data.u64 == WATCHED:
-                watched = 1
-                continue
             slot = <int32_t>(ev[i].data.u64 & 0xffffffffu)
             gen = <uint32_t>(ev[i].data.u64 >> 32)
             if gen == 0:
@@ -636,7 +640,7 @@ cdef class Engine:
             elif got < 0:
                 continue  # nothing after all, or another ICMP error: no datagram
             self.handle_datagram(slot, self.rbuf, got, &self.raddr)
-        return -1 if watched else n
+        return n
 
     def tick(self):
         """Expire due retransmission timers. Called periodically (every TICK_MS)."""
@@ -1051,6 +1055,7 @@ cdef class Engine:
         x.content = NULL
         self.contents[slot] = None
         self.active_count -= 1
+        self.lockstep_count -= x.window == 1
         if self.in_wheel:
             self.deferred.append((slot, OUTCOMES[outcome], code, done_bytes, x.retransmits,
                                   self.now_ms - x.started_ms))
