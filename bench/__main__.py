@@ -173,11 +173,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pin", action="store_true",
                     help="let the scheduler place servers and load generators (bench/pin.py)")
     ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--img", default=str(IMG))
+    ap.add_argument("--img", help="where the plots go (default: docs/img, or OUT when --out is given)")
     ap.add_argument("--setup", action="store_true", help="only make the venv and unpack atftpd")
     ap.add_argument("--replot", action="store_true", help="only redo table and plots from OUT/bench.json")
     a = ap.parse_args(argv)
     out = Path(a.out)
+    img = Path(a.img) if a.img else IMG if out == RESULTS else out  # a trial run leaves docs alone
 
     if a.setup:
         setup()
@@ -186,7 +187,7 @@ def main(argv=None) -> int:
         pin.enabled = False
     if a.replot:
         result = json.loads((out / "bench.json").read_text())
-        write_reports(result, out, Path(a.img))
+        write_reports(result, out, img)
         return 0
     if os.geteuid() != 0:
         print("[bench] warning: not root: dnsmasq needs port 69, S4 needs namespaces, CPU needs cgroups",
@@ -250,7 +251,7 @@ def main(argv=None) -> int:
     result["wall_s"] = round(time.monotonic() - t_start, 1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
-    write_reports(result, out, Path(a.img))
+    write_reports(result, out, img)
     print(f"[bench] done in {result['wall_s']:.0f}s: {out / 'bench.md'}", file=sys.stderr)
     return 0
 
