@@ -99,7 +99,6 @@ cdef enum:
     REQUESTS_PER_POLL = 64   # single-port: requests kept per wake-up, as the listener's
     SCRATCH_LEN = 65536 + 64 * HEADER_LEN
     SPIN_BUDGET_US = 1000    # poll() returns to the event loop at least this often
-    SPIN_GAP_US = 2          # a datagram after this much idle was caught by spinning
     SPIN_MISSES_MAX = 4      # spins that caught nothing, in a row, before backing off
     SPIN_SKIP = 32           # poll() calls that then do not spin
 
@@ -580,35 +579,39 @@ cdef class Engine:
     cdef void spin(self, int spin_us) noexcept:
         cdef int n
         cdef uint64_t t, start, idle_from
-        cdef bint caught = 0
+        cdef bint idled = 0, caught = 0
         cdef epoll_event wev
         self.spins += 1
         start = idle_from = self.clock_us()
         while True:
-            n = self.poll_round()
+            n = self.poll_round()  # the first one reads what woke the process: not a catch
             t = self.clock_us()
             if self.nrequests or (self.watch_epfd >= 0 and epoll_wait(self.watch_epfd, &wev, 1, 0) > 0):
                 self.spin_yields += 1
-                return  # something else to serve: the event loop's turn
+                break  # something else to serve: the event loop's turn
             if n > 0:
-                if t - idle_from > SPIN_GAP_US:
-                    caught = 1  # found by spinning, not by a wake-up
+                if idled:  # an empty look came first: found by spinning, not by a wake-up
+                    caught = 1
                     self.spin_hits += 1
+                    idled = 0
                 idle_from = t
                 self.now_ms = t // 1000
-            elif self.lockstep_count == 0 or t - idle_from >= <uint64_t>spin_us:
+            elif self.lockstep_count == 0:
+                break
+            elif t - idle_from >= <uint64_t>spin_us:
+                if not caught:  # the ACKs come later than spin_us: a far or slow client
+                    self.spin_misses += 1
+                    if self.spin_misses == SPIN_MISSES_MAX:
+                        self.spin_misses = 0
+                        self.spin_skip = SPIN_SKIP
                 break
             else:
+                idled = 1
                 sched_yield()  # another task of this CPU (a worker, a client) goes first
             if t - start >= SPIN_BUDGET_US:
-                return
+                break
         if caught:
             self.spin_misses = 0
-        else:
-            self.spin_misses += 1
-            if self.spin_misses == SPIN_MISSES_MAX:  # the ACKs come later than spin_us
-                self.spin_misses = 0
-                self.spin_skip = SPIN_SKIP
 
     cdef int poll_round(self) noexcept:
         """One epoll_wait and its datagrams: the number of ready sockets."""
