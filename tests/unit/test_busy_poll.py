@@ -66,13 +66,43 @@ def test_no_spin_for_windowed_transfers(tmp_path):
         st = os.fstat(fd)
         slot = engine.start(server.fileno(), fd, socket.inet_aton(LOCAL), client.getsockname()[1],
                             st.st_size, st.st_mtime_ns, 512, 4, 5000, 30000)
+        addr = server.getsockname()
         server.detach()
         engine.begin(slot)
+        client.sendto(native.build_ack(4), addr)  # the window's ACK wakes the process
         engine.poll(1000)
         assert engine.stats()["spins"] == 0
+        assert engine.stats()["packets_in"] == 1
     finally:
         engine.abort_all()
         client.close()
+        os.close(fd)
+
+
+def test_no_spin_when_a_wake_up_finds_several_datagrams(tmp_path):
+    """A storm: a wake-up that finds more than one ACK is paid for already."""
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(5000))
+    fd = os.open(path, os.O_RDONLY)
+    engine = native.Engine(4, lambda *a: None)
+    pairs = [(udp(), udp()) for _ in range(2)]
+    try:
+        st = os.fstat(fd)
+        for client, server in pairs:
+            slot = engine.start(server.fileno(), fd, socket.inet_aton(LOCAL),
+                                client.getsockname()[1], st.st_size, st.st_mtime_ns, 512, 1,
+                                5000, 30000)
+            engine.begin(slot)
+        for client, server in pairs:
+            client.sendto(native.build_ack(1), server.getsockname())
+        engine.poll(1000)
+        stats = engine.stats()
+        assert (stats["packets_in"], stats["spins"]) == (2, 0), stats
+    finally:
+        engine.abort_all()
+        for client, server in pairs:
+            client.close()
+            server.detach()  # the engine closed it
         os.close(fd)
 
 
@@ -100,7 +130,7 @@ def test_far_client_spins_then_backs_off(rig):
 
 
 def test_spin_gives_way_to_a_watched_fd(rig):
-    engine, _client, _server = rig
+    engine, client, server = rig
     listener, other = udp(), udp()
     try:
         engine.watch(listener.fileno())
@@ -108,6 +138,7 @@ def test_spin_gives_way_to_a_watched_fd(rig):
         select.select([listener], [], [], 2)
         # the engine's own fd stays quiet: uvloop wakes the listener's reader, not the engine
         assert select.select([engine.fileno()], [], [], 0)[0] == []
+        client.sendto(native.build_ack(1), server)  # what wakes the engine
         engine.poll(1000)
         stats = engine.stats()
         assert (stats["spins"], stats["spin_yields"]) == (1, 1)
@@ -151,6 +182,7 @@ def test_spin_gives_way_to_a_single_port_request(tmp_path):
         slot = engine.start(mine, fd, socket.inet_aton(LOCAL), client.getsockname()[1],
                             st.st_size, st.st_mtime_ns, 512, 1, 5000, 30000)
         engine.begin(slot)
+        client.sendto(native.build_ack(1), shared.getsockname())
         newcomer.sendto(b"\x00\x01f\x00octet\x00", shared.getsockname())
         engine.poll(1000)
         assert engine.stats()["spin_yields"] == 1

@@ -556,25 +556,30 @@ cdef class Engine:
     def poll(self, int spin_us=0):
         """Drain every ready transfer socket. Called when fileno() is readable.
 
-        With spin_us, while lock-step transfers run, keep looking for up to spin_us after
-        the last datagram before returning (busy-polling): on a loopback or LAN the next
-        ACK is often that close, and catching it saves the sleep and wake-up of the
-        process, which on a virtual machine costs more than the round trip. A windowed
-        transfer pays that wake-up once per window, and its client takes longer to answer:
-        spinning for it would cost more CPU than it saves. It stops at once when
-        a watch()ed fd or a single-port request is ready, after SPIN_BUDGET_US in all, and
-        backs off while it finds nothing (a far or slow client)."""
-        cdef int rounds
+        With spin_us, when a wake-up brought a single datagram while lock-step transfers
+        run, keep looking for up to spin_us after the last datagram before returning
+        (busy-polling): on a loopback or LAN the next ACK is often that close, and catching
+        it saves the sleep and wake-up of the process, which on a virtual machine costs
+        more than the round trip. Where a wake-up finds several datagrams (a storm), it
+        is paid for already, and spinning would only add CPU time; a windowed transfer
+        pays it once per window, and its client takes longer to answer. It stops at once
+        when a watch()ed fd or a single-port request is ready, after SPIN_BUDGET_US in
+        all, and backs off while it finds nothing (a far or slow client)."""
+        cdef int rounds, n
+        cdef uint64_t before = self.packets_in
         if not self.fake_clock:
             self.now_ms = self.clock()
-        if spin_us > 0 and self.lockstep_count and not self.fake_clock:
+        n = self.poll_round()
+        if (spin_us > 0 and self.packets_in - before == 1 and self.lockstep_count
+                and not self.fake_clock):
             if self.spin_skip == 0:
                 self.spin(spin_us)
                 return
             self.spin_skip -= 1
-        for rounds in range(4):  # bounded, so timers and new requests get their turn
-            if self.poll_round() <= 1:
+        for rounds in range(3):  # bounded, so timers and new requests get their turn
+            if n <= 1:
                 return  # 1: a lone stream, its next ACK is a round trip away
+            n = self.poll_round()
 
     cdef void spin(self, int spin_us) noexcept:
         cdef int n
@@ -584,7 +589,7 @@ cdef class Engine:
         self.spins += 1
         start = idle_from = self.clock_us()
         while True:
-            n = self.poll_round()  # the first one reads what woke the process: not a catch
+            n = self.poll_round()
             t = self.clock_us()
             if self.nrequests or (self.watch_epfd >= 0 and epoll_wait(self.watch_epfd, &wev, 1, 0) > 0):
                 self.spin_yields += 1
