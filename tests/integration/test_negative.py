@@ -271,7 +271,9 @@ def test_stranger_on_the_shared_port_is_dropped_and_the_transfer_goes_on(tftp_se
     transfer there is counted and gets no answer (an ERROR 5 could be taken by a client that
     reused its port as the answer to its next request)."""
     data = make_file(root, "f.bin", 20 * 512 + 7)
-    server = tftp_server(root)
+    # the client waits a second for the stranger's answer before it ACKs: a longer first
+    # retransmission timeout than that keeps "no retransmission" below a fact, not a race
+    server = tftp_server(root, "--retransmit-timeout", "5")
     with RawClient(server.addr) as c, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
         c.send_rrq("f.bin")
         num, first = c.expect(OP_DATA, 2)
