@@ -697,9 +697,7 @@ cdef class Engine:
     # -- per packet: C only
 
     cdef inline uint64_t clock(self) noexcept:
-        cdef timespec ts
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return <uint64_t>ts.tv_sec * 1000 + <uint64_t>ts.tv_nsec // 1000000
+        return self.clock_us() // 1000
 
     cdef inline uint64_t clock_us(self) noexcept:
         cdef timespec ts
