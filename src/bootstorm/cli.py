@@ -138,9 +138,8 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
             raise SystemExit(1)
         for s in services:
             s.start(loop)
-        for s in services:  # the TFTP engine's busy-polling gives way to ProxyDHCP requests
             if isinstance(s, ProxyDhcpServer) and config.tftp is not None:
-                for sock in s.sockets:
+                for sock in s.sockets:  # the TFTP engine's busy-polling gives way to them
                     tftp.watch(sock.fileno())
 
         def log_stats() -> None:

@@ -205,7 +205,7 @@ class TftpServer:
         """One request: a transfer started, or refused with an ERROR and counted."""
         local_ip = socket.inet_ntoa(local) if ifindex else self.address[0]
         try:
-            self._request(data, client, local_ip, ifindex)
+            self._request(data, client, local_ip, local, ifindex)
         except TftpError as err:
             self.requests_refused += 1
             self._send_error(client, err, local)
@@ -229,7 +229,7 @@ class TftpServer:
             except OSError:
                 pass
 
-    def _request(self, data: bytes, client, local_ip: str, ifindex: int) -> None:
+    def _request(self, data: bytes, client, local_ip: str, local: bytes, ifindex: int) -> None:
         try:
             req = native.parse_request(data)
         except TftpError:
@@ -276,7 +276,7 @@ class TftpServer:
         rto_ms = timeout * 1000 if timeout else int(self.config.retransmit_timeout * 1000)
         # a listening socket bound to the wildcard (single-port) answers from the address asked
         wildcard = self.config.single_port and self.address[0] == "0.0.0.0" != local_ip
-        local4 = socket.inet_aton(local_ip) if wildcard else None
+        local4 = local if wildcard else None  # local_ip as 4 bytes, as the request brought it
         try:
             slot = self.engine.start(
                 fd, src.fd, socket.inet_aton(client[0]), client[1], src.size,
