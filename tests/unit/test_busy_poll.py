@@ -27,26 +27,34 @@ def udp(bind: bool = True) -> socket.socket:
     return s
 
 
+def serve(engine, sock: int, fd: int, client: socket.socket, window: int = 1) -> None:
+    """Start a transfer of the file fd to client on sock, and send its first window."""
+    st = os.fstat(fd)
+    engine.begin(engine.start(sock, fd, socket.inet_aton(LOCAL), client.getsockname()[1],
+                              st.st_size, st.st_mtime_ns, 512, window, 5000, 30000))
+
+
 @pytest.fixture
-def rig(tmp_path):
-    """A real-clock engine serving one lock-step transfer to a silent client."""
+def file_fd(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(os.urandom(512 * 100))
     fd = os.open(path, os.O_RDONLY)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture
+def rig(file_fd):
+    """A real-clock engine serving one lock-step transfer to a silent client."""
     engine = native.Engine(4, lambda *a: None)
     client, server = udp(), udp()
-    st = os.fstat(fd)
     addr = server.getsockname()
-    slot = engine.start(server.fileno(), fd, socket.inet_aton(LOCAL), client.getsockname()[1],
-                        st.st_size, st.st_mtime_ns, 512, 1, 5000, 30000)
-    server.detach()  # the engine's now
-    engine.begin(slot)
+    serve(engine, server.detach(), file_fd, client)  # the socket is the engine's now
     client.settimeout(2)
     assert native.parse_reply(client.recv(600))[:2] == (3, 1)  # DATA 1
     yield engine, client, addr
     engine.abort_all()
     client.close()
-    os.close(fd)
 
 
 def test_no_spin_while_no_transfer_runs():
@@ -55,20 +63,13 @@ def test_no_spin_while_no_transfer_runs():
     assert engine.stats()["spins"] == 0
 
 
-def test_no_spin_for_windowed_transfers(tmp_path):
+def test_no_spin_for_windowed_transfers(file_fd):
     """A window's ACK wakes the process once per window: not worth spinning for."""
-    path = tmp_path / "f"
-    path.write_bytes(os.urandom(50000))
-    fd = os.open(path, os.O_RDONLY)
     engine = native.Engine(4, lambda *a: None)
     client, server = udp(), udp()
     try:
-        st = os.fstat(fd)
-        slot = engine.start(server.fileno(), fd, socket.inet_aton(LOCAL), client.getsockname()[1],
-                            st.st_size, st.st_mtime_ns, 512, 4, 5000, 30000)
         addr = server.getsockname()
-        server.detach()
-        engine.begin(slot)
+        serve(engine, server.detach(), file_fd, client, window=4)
         client.sendto(native.build_ack(4), addr)  # the window's ACK wakes the process
         engine.poll(1000)
         assert engine.stats()["spins"] == 0
@@ -76,34 +77,24 @@ def test_no_spin_for_windowed_transfers(tmp_path):
     finally:
         engine.abort_all()
         client.close()
-        os.close(fd)
 
 
-def test_no_spin_when_a_wake_up_finds_several_datagrams(tmp_path):
+def test_no_spin_when_a_wake_up_finds_several_datagrams(file_fd):
     """A storm: a wake-up that finds more than one ACK is paid for already."""
-    path = tmp_path / "f"
-    path.write_bytes(os.urandom(5000))
-    fd = os.open(path, os.O_RDONLY)
     engine = native.Engine(4, lambda *a: None)
     pairs = [(udp(), udp()) for _ in range(2)]
     try:
-        st = os.fstat(fd)
         for client, server in pairs:
-            slot = engine.start(server.fileno(), fd, socket.inet_aton(LOCAL),
-                                client.getsockname()[1], st.st_size, st.st_mtime_ns, 512, 1,
-                                5000, 30000)
-            engine.begin(slot)
-        for client, server in pairs:
-            client.sendto(native.build_ack(1), server.getsockname())
+            addr = server.getsockname()
+            serve(engine, server.detach(), file_fd, client)
+            client.sendto(native.build_ack(1), addr)
         engine.poll(1000)
         stats = engine.stats()
         assert (stats["packets_in"], stats["spins"]) == (2, 0), stats
     finally:
         engine.abort_all()
-        for client, server in pairs:
+        for client, _server in pairs:
             client.close()
-            server.detach()  # the engine closed it
-        os.close(fd)
 
 
 def test_no_spin_when_off(rig):
@@ -165,12 +156,9 @@ def test_spin_reads_what_is_ready_before_giving_way(rig):
         other.close()
 
 
-def test_spin_gives_way_to_a_single_port_request(tmp_path):
+def test_spin_gives_way_to_a_single_port_request(file_fd):
     """Single-port: requests arrive among the ACKs on the shared socket; one ends the spin
     so that the service admits it."""
-    path = tmp_path / "f"
-    path.write_bytes(os.urandom(3000))
-    fd = os.open(path, os.O_RDONLY)
     engine = native.Engine(4, lambda *a: None)
     shared = udp()
     shared.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO, as the listening socket has
@@ -178,10 +166,7 @@ def test_spin_gives_way_to_a_single_port_request(tmp_path):
     try:
         mine = os.dup(shared.fileno())
         engine.share(mine, requests=True)
-        st = os.fstat(fd)
-        slot = engine.start(mine, fd, socket.inet_aton(LOCAL), client.getsockname()[1],
-                            st.st_size, st.st_mtime_ns, 512, 1, 5000, 30000)
-        engine.begin(slot)
+        serve(engine, mine, file_fd, client)
         client.sendto(native.build_ack(1), shared.getsockname())
         newcomer.sendto(b"\x00\x01f\x00octet\x00", shared.getsockname())
         engine.poll(1000)
@@ -192,7 +177,6 @@ def test_spin_gives_way_to_a_single_port_request(tmp_path):
         engine.close()
         for s in (shared, client, newcomer):
             s.close()
-        os.close(fd)
 
 
 def test_watch_rejects_a_bad_fd():
