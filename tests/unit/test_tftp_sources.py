@@ -106,7 +106,7 @@ def test_an_internal_error_costs_one_request_only(server):
     s._log_refused = RateLimited(s.log, "tftp-refused", 10)
     served = []
 
-    def request(data, client, local_ip, ifindex):
+    def request(data, client, local_ip, local, ifindex):
         if b"boom" in data:
             raise KeyError("a bug")
         served.append(data)
