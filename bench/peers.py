@@ -356,9 +356,10 @@ class Bootstorm(Peer):
     name = "bootstorm"
     windowsize = True
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, extra: tuple[str, ...] = ()):
         super().__init__()
         self.workers = workers
+        self.extra = list(extra)  # a variant's options (bench/tftp.py VARIANTS)
 
     @classmethod
     def _cmd(cls) -> list[str] | None:
@@ -392,7 +393,7 @@ class Bootstorm(Peer):
         self.ready_line = re.compile(rf"listening on {re.escape(LOOPBACK)}:{port}\b")
         w = ["--workers", str(self.workers)] if self.workers else []
         return [*self._cmd(), "serve", "--tftp-root", root, "--listen", LOOPBACK,
-                "--tftp-port", str(port), *w]
+                "--tftp-port", str(port), *w, *self.extra]
 
 
 HERE = Path(__file__).resolve().parent
