@@ -6,10 +6,8 @@ import asyncio
 import gc
 import os
 import resource
-import select
 import signal
 import sys
-import time
 
 import msgspec
 
@@ -68,24 +66,36 @@ def _config(args):
     return config
 
 
-def _await_workers(fd: int, count: int, timeout: float = 10.0) -> None:
-    """Block until `count` workers said they serve (a byte each on the pipe fd), so that the
-    "listening" line means every worker listens; exit 1 if one does not in time."""
-    deadline = time.monotonic() + timeout
+async def _await_workers(fd: int, count: int, stop: asyncio.Event, timeout: float = 10.0) -> bool:
+    """Wait until `count` workers said they serve (a byte each on the pipe fd), so that the
+    "listening" line means every worker listens; exit 1 if one does not in time. False if
+    SIGINT/SIGTERM came first: a stop is not held up by a worker that is slow to start."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
     got = 0
-    while got < count:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
+
+    def on_readable() -> None:
+        nonlocal got
         data = os.read(fd, count)
-        if not data:  # every worker closed its end: some exited instead
-            break
         got += len(data)
-    os.close(fd)
+        if (not data or got >= count) and not done.done():  # no data: every worker closed its end
+            done.set_result(None)
+
+    loop.add_reader(fd, on_readable)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([done, stopping], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        loop.remove_reader(fd)
+        os.close(fd)
+    if stop.is_set():
+        return False
     if got < count:
         print(f"bootstorm: {count - got} of {count + 1} worker processes did not start",
               file=sys.stderr, flush=True)
         raise SystemExit(1)
+    return True
 
 
 def run_services(config, log_format: str = "text", workers: int = 1) -> int:
@@ -168,9 +178,7 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
         if not lead:
             os.write(ready_w, b".")  # serving, and SIGUSR1 is handled
             os.close(ready_w)
-        else:
-            if workers > 1:
-                _await_workers(ready_r, workers - 1)
+        elif workers == 1 or await _await_workers(ready_r, workers - 1, stop):
             for s in services:
                 if isinstance(s, TftpServer):
                     host, port = s.address
