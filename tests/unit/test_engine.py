@@ -1721,3 +1721,20 @@ def test_close_frees_the_shared_ports_at_once():
         os.fstat(fd)  # closed, and not again at deallocation (the number may be reused)
     del e
     gc.collect()
+
+
+@pytest.mark.parametrize("gso", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not native.have_gso() and not os.environ.get("CI"), reason="no UDP GSO (runs, and fails, under CI)"))])
+@pytest.mark.parametrize("blksize", [32501, 65464])
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_window_of_blocks_too_big_for_gso(make_rig, gso, blksize, snapshot):
+    # GSO cannot join two blocks over 32500 bytes: a window of them leaves by sendmmsg, 16
+    # at a time (BIG_BLOCKS), so 20 blocks take two sends; every byte and count as usual
+    r = make_rig(gso=gso)
+    content = os.urandom(blksize * 37 + 5)
+    c = r.transfer(content, blksize=blksize, window=20, snapshot=snapshot)
+    assert windowed(c, 20) == content
+    c.nothing()
+    assert r.done == [(c.slot, "ok", 0, len(content), 0, 0)]
+    stats = r.engine.stats()
+    assert stats["packets_out"] == 38 and stats["retransmits"] == 0 and stats["send_errors"] == 0

@@ -97,7 +97,8 @@ cdef enum:
     MAX_SHARED = 16          # Engine.shared_fds
     SHARED_ROUNDS = 16       # batches read from a shared socket per wake-up
     REQUESTS_PER_POLL = 64   # single-port: requests kept per wake-up, as the listener's
-    SCRATCH_LEN = 65536 + 64 * HEADER_LEN
+    BIG_BLOCKS = 16          # blocks too big for GSO to join: how many one sendmmsg sends
+    SCRATCH_LEN = BIG_BLOCKS * (MAX_BLKSIZE + HEADER_LEN)  # > one GSO send (65000 + 64 headers)
     SPIN_BUDGET_US = 1000    # poll() returns to the event loop at least this often
     SPIN_MISSES_MAX = 4      # spins that caught nothing, in a row, before backing off
     SPIN_SKIP = 32           # poll() calls that then do not spin
@@ -863,7 +864,7 @@ cdef class Engine:
         cdef Xfer *x = &self.xfers[slot]
         cdef uint64_t first = x.acked + 1, last = x.acked + x.window, b, blk, resent
         cdef size_t seg = x.blksize + HEADER_LEN, total, blen = 0
-        cdef int per_chunk, nseg, i, r
+        cdef int per_chunk, nseg, i, r, gso = self.gso
         cdef iovec iov[GSO_MAX_SEGMENTS]
         cdef char *p
         cdef char *buf
@@ -874,10 +875,11 @@ cdef class Engine:
         if first > last:
             return 0
         per_chunk = GSO_MAX_BYTES // seg
+        if per_chunk < 2:  # GSO cannot join two such blocks: one sendmmsg of several instead
+            per_chunk = BIG_BLOCKS
+            gso = 0
         if per_chunk > GSO_MAX_SEGMENTS:
             per_chunk = GSO_MAX_SEGMENTS
-        if per_chunk < 1:
-            per_chunk = 1
         b = first
         while b <= last:
             nseg = <int>(last - b + 1) if last - b + 1 < <uint64_t>per_chunk else per_chunk
@@ -916,8 +918,8 @@ cdef class Engine:
                 r = 1  # queued: drain_shared sends and counts it
             else:
                 r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
-                                        blen + HEADER_LEN, self.gso)
-            if r == -EIO and self.gso:
+                                        blen + HEADER_LEN, gso)
+            if r == -EIO and gso:
                 # a device without checksum offload refuses GSO: fall back for good
                 self.gso = 0
                 r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
