@@ -219,8 +219,9 @@ static void start_transfer(struct slot *s, int epfd, double now)
         n_fail++; errs[E_SOCKET]++;
         return;
     }
-    int rb = 1 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    int rb = 1 << 20; /* a 1 MiB window at blksize 65464: past net.core.rmem_max as root */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
     struct sockaddr_in me = {.sin_family = AF_INET};
     me.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0) {

@@ -176,7 +176,10 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, on_usr1)
         if not lead:
-            os.write(ready_w, b".")  # serving, and SIGUSR1 is handled
+            try:
+                os.write(ready_w, b".")  # serving, and SIGUSR1 is handled
+            except BrokenPipeError:
+                pass  # the lead stopped while waiting: its SIGTERM is on the way
             os.close(ready_w)
         elif workers == 1 or await _await_workers(ready_r, workers - 1, stop):
             for s in services:

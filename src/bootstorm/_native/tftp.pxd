@@ -80,6 +80,7 @@ cdef class Engine:
     # counters
     cdef public uint64_t packets_in, packets_out, malformed, strangers
     cdef public uint64_t retransmits, bytes_out, send_errors, transfers_ok, transfers_failed
+    cdef public uint64_t send_calls
     cdef public uint64_t spins, spin_hits, spin_yields  # busy-polling: see poll()
 
     cdef inline uint64_t clock(self) noexcept
@@ -95,6 +96,8 @@ cdef class Engine:
     cdef void take_request(self, int i, const char *data, int n, const sockaddr_in *src) noexcept
     cdef void read_errors(self, int fd) noexcept
     cdef int send_one(self, Xfer *x, char *pkt, size_t n) noexcept
+    cdef int send_segments(self, int fd, const sockaddr_in *to, const in_addr *src,
+                           char *buf, size_t seg, int nseg, size_t last, int gso) noexcept
     cdef void wheel_insert(self, int32_t slot) noexcept
     cdef void wheel_remove(self, int32_t slot) noexcept
     cdef bint file_unchanged(self, Xfer *x) noexcept

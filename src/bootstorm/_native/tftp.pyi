@@ -36,6 +36,7 @@ class Engine:
     retransmits: int
     bytes_out: int
     send_errors: int
+    send_calls: int
     transfers_ok: int
     transfers_failed: int
     spins: int

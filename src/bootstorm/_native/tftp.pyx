@@ -691,6 +691,7 @@ cdef class Engine:
             "retransmits": self.retransmits, "malformed": self.malformed,
             "strangers": self.strangers, "send_errors": self.send_errors,
             "transfers_ok": self.transfers_ok, "transfers_failed": self.transfers_failed,
+            "send_calls": self.send_calls,
             "spins": self.spins, "spin_hits": self.spin_hits, "spin_yields": self.spin_yields,
             "gso": bool(self.gso),
         }
@@ -795,6 +796,7 @@ cdef class Engine:
         cdef uint64_t nbytes
         cdef int lost
         cdef int sent = udpio_batch_flush(fd, self.batch, &nbytes, &lost)
+        self.send_calls += sent + lost > 0
         self.packets_out += <uint64_t>sent
         self.bytes_out += nbytes - <uint64_t>sent * HEADER_LEN
         self.send_errors += <uint64_t>lost
@@ -815,9 +817,15 @@ cdef class Engine:
 
     cdef int send_one(self, Xfer *x, char *pkt, size_t n) noexcept:
         """One datagram to the transfer's peer: 0 or -errno."""
-        cdef int r = udpio_send_segments(x.sock, &x.peer if x.shared else NULL, source_of(x),
-                                         pkt, n, 1, n, 0)
+        cdef int r = self.send_segments(x.sock, &x.peer if x.shared else NULL, source_of(x),
+                                        pkt, n, 1, n, 0)
         return r if r < 0 else 0
+
+    cdef int send_segments(self, int fd, const sockaddr_in *to, const in_addr *src,
+                           char *buf, size_t seg, int nseg, size_t last, int gso) noexcept:
+        """udpio_send_segments, counted: packets_out / send_calls is the batching achieved."""
+        self.send_calls += 1
+        return udpio_send_segments(fd, to, src, buf, seg, nseg, last, gso)
 
     cdef void wheel_insert(self, int32_t slot) noexcept:
         # ceil to a wheel slot, so the slot comes round no earlier than the deadline
@@ -917,13 +925,13 @@ cdef class Engine:
             if buf != self.scratch:
                 r = 1  # queued: drain_shared sends and counts it
             else:
-                r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
-                                        blen + HEADER_LEN, gso)
+                r = self.send_segments(x.sock, to, src, self.scratch, seg, nseg,
+                                       blen + HEADER_LEN, gso)
             if r == -EIO and gso:
                 # a device without checksum offload refuses GSO: fall back for good
-                self.gso = 0
-                r = udpio_send_segments(x.sock, to, src, self.scratch, seg, nseg,
-                                        blen + HEADER_LEN, 0)
+                self.gso = gso = 0
+                r = self.send_segments(x.sock, to, src, self.scratch, seg, nseg,
+                                       blen + HEADER_LEN, 0)
             if r == -ECONNREFUSED and not x.shared:  # (a shared socket's is read_errors')
                 self.finish(slot, OUT_UNREACHABLE, 0)
                 return -1
@@ -932,6 +940,10 @@ cdef class Engine:
                 break
             if buf == self.scratch:
                 self.packets_out += <uint64_t>r
+                if r < nseg:  # the send buffer filled: the first r went
+                    total = 0
+                    for i in range(r):
+                        total += iov[i].iov_len
                 self.bytes_out += total
             if b <= x.sent:  # blocks of this chunk sent before: retransmissions
                 resent = (x.sent if x.sent < b + <uint64_t>r - 1 else b + <uint64_t>r - 1) - b + 1
@@ -1008,7 +1020,7 @@ cdef class Engine:
         memcpy(pkt + HEADER_LEN, msg, n)
         pkt[HEADER_LEN + n] = 0
         n += HEADER_LEN + 1
-        if udpio_send_segments(x.sock, dst, source_of(x), pkt, n, 1, n, 0) < 0:
+        if self.send_segments(x.sock, dst, source_of(x), pkt, n, 1, n, 0) < 0:
             self.send_errors += 1
         else:
             self.packets_out += 1
