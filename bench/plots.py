@@ -71,7 +71,7 @@ def main():
                         a1.axhline(v, color="k", ls=ls, lw=1, label=f"{lab} ceiling")
             bars(a2, cids, summ, "cpu_s_per_gb", "server CPU s per GB (lower is better)", log=True)
             a1.legend(fontsize=7, ncol=2)
-            fig.suptitle(f"{cs[0]['title'].split(':')[0]} — {sub}", fontsize=9)
+            fig.suptitle(f"{cs[0]['title'].split(':')[0].split(', blksize')[0]} — {sub}", fontsize=9)
         elif g == "S4":
             fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
             for ax, m, lab in ((a1, "replies_per_s", "replies/s"), (a2, "us_per_reply", "server CPU µs per reply")):
