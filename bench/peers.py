@@ -356,9 +356,8 @@ class Bootstorm(Peer):
     name = "bootstorm"
     windowsize = True
 
-    def __init__(self, workers: int | None = None, extra: tuple[str, ...] = ()):
+    def __init__(self, extra: tuple[str, ...] = ()):
         super().__init__()
-        self.workers = workers
         self.extra = list(extra)  # a variant's options (bench/tftp.py VARIANTS)
 
     @classmethod
@@ -391,9 +390,8 @@ class Bootstorm(Peer):
 
     def argv(self, root, port):
         self.ready_line = re.compile(rf"listening on {re.escape(LOOPBACK)}:{port}\b")
-        w = ["--workers", str(self.workers)] if self.workers else []
         return [*self._cmd(), "serve", "--tftp-root", root, "--listen", LOOPBACK,
-                "--tftp-port", str(port), *w, *self.extra]
+                "--tftp-port", str(port), *self.extra]
 
 
 HERE = Path(__file__).resolve().parent

@@ -16,10 +16,11 @@ from bench import pin
 from bench.peers import LOOPBACK, PEERS, Bootstorm
 
 HERE = Path(__file__).resolve().parent
-# bootstorm with a non-default option, as a row of its own next to the default one:
-# bootstorm-wbm1m grants the windowsize 16 at blksize 65464 that atftpd grants (the default
-# window-bytes-max, 64 KiB, grants 1 there: docs/tftp.md); loadgen's 2 MiB buffer holds it
-VARIANTS = {"bootstorm-wbm1m": ("--window-bytes-max", "1048576")}
+# bootstorm with non-default options, each a row of its own: W's worker counts, and
+# bootstorm-wbm1m, which grants the windowsize 16 at blksize 65464 that atftpd grants (the
+# default window-bytes-max, 64 KiB, grants 1 there: docs/tftp.md); loadgen's buffer holds it
+VARIANTS = {"bootstorm-w1": ("--workers", "1"), "bootstorm-w2": ("--workers", "2"),
+            "bootstorm-wbm1m": ("--window-bytes-max", "1048576")}
 BUILD = HERE / "build"
 TOOLS = {"loadgen": "loadgen.c", "nullserver": "nullserver.c", "ceiling": "ceiling.c",
          "dhcpgen": "dhcpgen.c"}
@@ -106,12 +107,7 @@ class RssSampler:
 
 def measure(server: str, root: Path, files: dict[str, Path], sc: dict, *, rss: bool = False) -> dict:
     """Start ``server`` fresh, run one loadgen invocation of scenario ``sc``, stop it."""
-    if server in VARIANTS:
-        peer = Bootstorm(extra=VARIANTS[server])
-    elif server.startswith("bootstorm-w"):
-        peer = Bootstorm(workers=int(server.rsplit("w", 1)[1]))
-    else:
-        peer = PEERS[server]()
+    peer = Bootstorm(extra=VARIANTS[server]) if server in VARIANTS else PEERS[server]()
     port = peer.start(str(root))
     sampler = None
     try:
