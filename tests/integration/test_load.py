@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tftp_harness import (HOST, OP_DATA, OP_ERROR, OP_OACK, RawClient, ack, curl_get, make_file,
-                          rrq, sha256, parse)
+from tftp_harness import (HOST, OP_DATA, OP_ERROR, OP_OACK, RawClient, ack, atftp_get, curl_get,
+                          make_file, rrq, sha256, parse)
 
 
 class _Flow:
@@ -273,16 +273,21 @@ def test_two_workers_share_the_port(tftp_server, tmp_path, single_port):
     assert sum(served) == 40 and served[0] > 0, served  # 40 client ports: both workers got some
 
 
+@pytest.mark.parametrize("client", ["curl", "atftp-w8"])
 @pytest.mark.parametrize("spin_us", ["1000", "0"])
-def test_busy_poll_catches_a_real_clients_acks(tftp_server, tmp_path, spin_us):
-    """curl's ACKs over loopback come within a millisecond: a server that busy-polls for one
-    finds some of them spinning (the counters SIGUSR1 logs) and serves the file byte-exact;
-    with --busy-poll-us 0 it never spins."""
+def test_busy_poll_catches_a_real_clients_acks(tftp_server, tmp_path, spin_us, client):
+    """A real client's ACKs over loopback, of a block (curl) or of a window of 8 (atftp), come
+    within a millisecond: a server that busy-polls for one finds some of them spinning (the
+    counters SIGUSR1 logs) and serves the file byte-exact; with --busy-poll-us 0 it never
+    spins."""
     root = tmp_path / "root"
     data = make_file(root, "big.bin", 1_500_000)
     server = tftp_server(root, "--busy-poll-us", spin_us)
     out = tmp_path / "out"
-    result = curl_get(server.port, "big.bin", out, blksize=1468)
+    if client == "curl":
+        result = curl_get(server.port, "big.bin", out, blksize=1468)
+    else:
+        result = atftp_get(server.port, "big.bin", out, blksize=1468, windowsize=8)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == data
     assert server.wait_transfers(1, 5)[0]["outcome"] == "ok"
