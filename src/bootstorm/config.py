@@ -19,7 +19,7 @@ class TftpConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename
     window_bytes_max: int = 64 * 1024
     max_transfers: int = 4096
     # after a datagram, keep looking for the next one this long (µs) while transfers run,
-    # instead of sleeping: an ACK's round trip on a LAN is shorter than a wake-up; 0 = off
+    # instead of sleeping: a lock-step round trip on a LAN is shorter than a wake-up; 0 = off
     busy_poll_us: int = 50
     # first retransmission timeout when the client asks for none (RFC 2349 `timeout`)
     retransmit_timeout: float = 1.0

@@ -1,7 +1,8 @@
 """Busy-polling in Engine.poll(spin_us): with the real clock, over loopback UDP. The test is
 the client and stays silent (or sends before poll), so what each poll() does is decided by
-the engine's rules, not by how fast this machine runs: spin only while transfers run, give
-way to a watched fd or a single-port request, back off after spins that catch nothing.
+the engine's rules, not by how fast this machine runs: spin only while lock-step transfers
+run, give way to a watched fd or a single-port request, back off after spins that catch
+nothing.
 That a spin catches ACKs from a real client is shown in tests/integration/test_load.py."""
 from __future__ import annotations
 
@@ -62,21 +63,17 @@ def test_no_spin_while_no_transfer_runs():
     assert engine.stats()["spins"] == 0
 
 
-def test_windowed_transfers_spin_too(file_fd):
-    """A window's ACK that comes alone is spun for like a block's: the next window's ACK on a
-    loopback or LAN comes sooner than a wake-up. The silent client makes it a miss."""
+def test_no_spin_for_windowed_transfers(file_fd):
+    """A window's ACK wakes the process once per window: not worth spinning for."""
     engine = native.Engine(4, lambda *a: None)
     client, server = udp(), udp()
     try:
         addr = server.getsockname()
         serve(engine, server.detach(), file_fd, client, window=4)
         client.sendto(native.build_ack(4), addr)  # the window's ACK wakes the process
-        engine.poll(SPIN_US)
-        stats = engine.stats()
-        assert (stats["packets_in"], stats["spins"], stats["spin_hits"]) == (1, 1, 0), stats
-        client.settimeout(2)
-        blocks = [native.parse_reply(client.recv(600))[1] for _ in range(8)]
-        assert blocks == [1, 2, 3, 4, 5, 6, 7, 8]  # the first window, then the one the ACK released
+        engine.poll(1000)
+        assert engine.stats()["spins"] == 0
+        assert engine.stats()["packets_in"] == 1
     finally:
         engine.abort_all()
         client.close()

@@ -48,6 +48,7 @@ cdef class Engine:
     cdef Xfer *xfers
     cdef int32_t capacity
     cdef int32_t active_count
+    cdef int32_t lockstep_count   # of them with windowsize 1: busy-polling is for these
     cdef int32_t free_head        # free slots chained through wheel_next
     cdef int epfd
     cdef int watch_epfd           # fds whose readiness ends a spin (watch()), or -1

@@ -505,6 +505,7 @@ cdef class Engine:
         x.wheel_slot = -1
         self.wheel_insert(slot)
         self.active_count += 1
+        self.lockstep_count += window == 1
         return slot
 
     def begin(self, int32_t slot):
@@ -556,20 +557,21 @@ cdef class Engine:
     def poll(self, int spin_us=0):
         """Drain every ready transfer socket. Called when fileno() is readable.
 
-        With spin_us, when a wake-up brought a single datagram while transfers run, keep
-        looking for up to spin_us after the last datagram before returning (busy-polling):
-        on a loopback or LAN the next ACK, of a block or of a window, is often that close,
-        and catching it saves the sleep and wake-up of the process, which on a virtual
-        machine costs more than the round trip. Where a wake-up finds several datagrams (a
-        storm), it is paid for already, and spinning would only add CPU time. It stops at
-        once when a watch()ed fd or a single-port request is ready, after SPIN_BUDGET_US in
+        With spin_us, when a wake-up brought a single datagram while lock-step transfers
+        run, keep looking for up to spin_us after the last datagram before returning
+        (busy-polling): on a loopback or LAN the next ACK is often that close, and catching
+        it saves the sleep and wake-up of the process, which on a virtual machine costs
+        more than the round trip. Where a wake-up finds several datagrams (a storm), it
+        is paid for already, and spinning would only add CPU time; a windowed transfer
+        pays it once per window, and its client takes longer to answer. It stops at once
+        when a watch()ed fd or a single-port request is ready, after SPIN_BUDGET_US in
         all, and backs off while it finds nothing (a far or slow client)."""
         cdef int rounds, n
         cdef uint64_t before = self.packets_in
         if not self.fake_clock:
             self.now_ms = self.clock()
         n = self.poll_round()
-        if (spin_us > 0 and self.packets_in - before == 1 and self.active_count
+        if (spin_us > 0 and self.packets_in - before == 1 and self.lockstep_count
                 and not self.fake_clock):
             if self.spin_skip == 0:
                 self.spin(spin_us)
@@ -600,7 +602,7 @@ cdef class Engine:
                     idled = 0
                 idle_from = t
                 self.now_ms = t // 1000
-            elif self.active_count == 0:
+            elif self.lockstep_count == 0:
                 break
             elif t - idle_from >= <uint64_t>spin_us:
                 if not caught:  # the ACKs come later than spin_us: a far or slow client
@@ -1073,6 +1075,7 @@ cdef class Engine:
         x.content = NULL
         self.contents[slot] = None
         self.active_count -= 1
+        self.lockstep_count -= x.window == 1
         if self.in_wheel:
             self.deferred.append((slot, OUTCOMES[outcome], code, done_bytes, x.retransmits,
                                   self.now_ms - x.started_ms))
