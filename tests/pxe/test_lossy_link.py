@@ -1,0 +1,138 @@
+"""TFTP over a lossy link, with real clients: every file arrives byte-exact.
+
+Two namespaces joined by a veth pair; in the server's, nftables drops a random 1 in LOSS
+of the transfers' datagrams each way (DATA, OACK and ERROR out of the transfer ports, ACKs
+into them; the requests to port 69 pass, so each client's first try starts a transfer).
+A window sent as one UDP GSO send is one packet at that hook and is lost whole: the burst
+loss of a full switch queue. The server resends after --retransmit-timeout 0.2 s, so a
+transfer that loses a dozen datagrams still ends in seconds; the clients keep their own
+timers. curl runs with --tftp-no-options: otherwise it asks for a `timeout` derived from its
+--max-time (2 s for 8 s; RFC 2349), which the server honours, so each loss costs that long.
+What is checked: the bytes, the outcome the server logs, and that the loss really was in the
+path (the rules' counters, and the server's retransmissions).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from . import netns
+from .servers import start
+
+LOSS = 10  # 1 in LOSS datagrams of the transfers dropped, each way
+# lock-step clients at 512: 59 blocks; at 1468 and windowed: 205 blocks, 26 windows of 8
+FILES = {"small.bin": os.urandom(30_000), "big.bin": os.urandom(300_000)}
+SERVER = netns.SERVER_ADDR
+
+
+def _exe(name: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {name} is not installed (.ci/run installs it)", pytrace=False)
+        pytest.skip(f"{name} is not installed")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def lossy(netns_required, tmp_path_factory):
+    """(client host, server process, nft, server host): bootstorm behind a lossy link."""
+    nft = _exe("nft")
+    work = tmp_path_factory.mktemp("lossy")
+    root = work / "root"
+    root.mkdir()
+    for name, data in FILES.items():
+        (root / name).write_bytes(data)
+    with netns.pxe_lan() as lan:
+        srv_host = lan["srv"]
+        netns.run(srv_host.exec_argv([nft, (
+            "add table inet loss ; "
+            "add counter inet loss acks ; add counter inet loss data ; "
+            "add chain inet loss in { type filter hook input priority 0 ; } ; "
+            "add chain inet loss out { type filter hook output priority 0 ; }")]))
+        exe = shutil.which("bootstorm")
+        argv = [exe] if exe else [sys.executable, "-m", "bootstorm"]
+        server = start([*argv, "serve", "--tftp-root", str(root), "--listen", SERVER,
+                        "--retransmit-timeout", "0.2"], srv_host, name="bootstorm", workdir=work,
+                       ready_line=rf"listening on {re.escape(SERVER)}:69\b", ports=(69,))
+        with server:
+            yield lan["cli"], server, nft, srv_host
+
+
+def _lose(srv_host, nft: str, acks: bool) -> None:
+    """Drop 1 in LOSS of what the transfer ports send, and (acks) of what they receive."""
+    rules = ["flush chain inet loss in", "flush chain inet loss out",
+             f'add rule inet loss out udp sport != 69 numgen random mod {LOSS} == 0 counter name "data" drop']
+    if acks:
+        rules.append(f'add rule inet loss in udp dport != 69 numgen random mod {LOSS} == 0 counter name "acks" drop')
+    netns.run(srv_host.exec_argv([nft, " ; ".join(rules)]))
+
+
+# name: (file, ACKs lost too, argv for the output path). atftp 0.8.0's client loses only
+# DATA: it aborts on a resent OACK (its ACK 0 lost) and does not answer a resent window (its
+# ACK lost) until its own 5 s timer, which any server's resend meets alike.
+CLIENTS = {
+    "curl-512": ("small.bin", True, lambda out: ["curl", "-sS", "--max-time", "60", "--tftp-no-options",
+                                                 f"tftp://{SERVER}/small.bin", "-o", out]),
+    "tftp-hpa": ("small.bin", True, lambda out: ["tftp", SERVER, "-m", "octet", "-c", "get", "small.bin", out]),
+    "busybox-1468": ("big.bin", True, lambda out: ["busybox", "tftp", "-b", "1468", "-g", "-r", "big.bin",
+                                                   "-l", out, SERVER]),
+    "atftp-w8": ("big.bin", False, lambda out: ["atftp", "--option", "blksize 1468", "--option",
+                                                "windowsize 8", "-g", "-r", "big.bin", "-l", out,
+                                                SERVER, "69"]),
+    "bootstorm-get-w16": ("big.bin", True, lambda out: [sys.executable, "-m", "bootstorm", "get", SERVER,
+                                                        "big.bin", "-o", out, "-q", "--blksize", "1468",
+                                                        "--windowsize", "16"]),
+}
+
+
+def _transfers(server, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        recs = [dict(re.findall(r"(\w+)=(\S+)", line)) for line in server.log.splitlines()
+                if " tftp-transfer " in line]
+        if len(recs) >= count or time.monotonic() > deadline:
+            return recs
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_file_arrives_whole_over_a_lossy_link(lossy, tmp_path, client):
+    cli, server, nft, srv_host = lossy
+    name, acks, make_argv = CLIENTS[client]
+    _lose(srv_host, nft, acks)
+    argv = make_argv(str(tmp_path / "out.bin"))
+    argv[0] = argv[0] if argv[0] == sys.executable else _exe(argv[0])
+    before = len(_transfers(server, 0, 0))
+    got = subprocess.run(cli.exec_argv(argv), stdin=subprocess.DEVNULL, capture_output=True,
+                         timeout=90)
+    assert got.returncode == 0, (client, got.stdout[-500:], got.stderr[-500:], server.log[-2000:])
+    assert (tmp_path / "out.bin").read_bytes() == FILES[name]
+    # the server's account of it: ok, or (its last ACK lost, and the client gone when the
+    # last block was resent) unreachable; never a failure while the client was there
+    rec = _transfers(server, before + 1)[before:]
+    assert len(rec) == 1 and rec[0]["file"] == name, (rec, server.log[-2000:])
+    assert rec[0]["outcome"] in ("ok", "unreachable"), rec[0]
+
+
+def test_the_loss_was_in_the_path(lossy):
+    """After the clients above (pytest runs this module's tests in order): datagrams were
+    dropped each way, and the server resent what was lost."""
+    _cli, server, nft, srv = lossy
+    listed = netns.run(srv.exec_argv([nft, "list", "counters", "table", "inet", "loss"])).stdout
+    drops = dict(re.findall(r"counter (\w+) \{\s*packets (\d+)", listed))
+    assert set(drops) == {"acks", "data"} and min(int(n) for n in drops.values()) > 0, listed
+    os.kill(server.proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while " tftp-stats " not in server.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stats = dict(re.findall(r"(\w+)=(\S+)", [ln for ln in server.log.splitlines() if " tftp-stats " in ln][-1]))
+    assert int(stats["retransmits"]) > 0 and int(stats["transfers_ok"]) > 0, stats
+    assert int(stats["active"]) == 0, stats
