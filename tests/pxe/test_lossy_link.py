@@ -76,8 +76,8 @@ def _lose(srv_host, nft: str, acks: bool) -> None:
 
 
 # name: (file, ACKs lost too, argv for the output path). atftp 0.8.0's client loses only
-# DATA: it aborts on a resent OACK (its ACK 0 lost) and does not answer a resent window (its
-# ACK lost) until its own 5 s timer, which any server's resend meets alike.
+# DATA: it aborts on a resent OACK (its ACK 0 lost), and it answers a resent window only once
+# (that answer lost too, it waits for its own 5 s timer), whatever the server.
 CLIENTS = {
     "curl-512": ("small.bin", True, lambda out: ["curl", "-sS", "--max-time", "60", "--tftp-no-options",
                                                  f"tftp://{SERVER}/small.bin", "-o", out]),
