@@ -1,9 +1,10 @@
 """TFTP over a lossy link, with real clients: every file arrives byte-exact.
 
-Two namespaces joined by a veth pair; in the server's, nftables drops a random 1 in LOSS
-of the transfers' datagrams each way (DATA, OACK and ERROR out of the transfer ports, ACKs
-into them; the requests to port 69 pass, so each client's first try starts a transfer).
-A window sent as one UDP GSO send is one packet at that hook and is lost whole: the burst
+Two namespaces joined by a veth pair; nftables drops a random 1 in LOSS of the transfers'
+datagrams each way as they arrive (DATA, OACK and ERROR from the transfer ports in the
+client's namespace, ACKs to them in the server's), so no sender hears of it, as on a real
+link; the requests to port 69 pass, so each client's first try starts a transfer. A window
+sent as one UDP GSO send crosses the veth pair as one packet and is lost whole: the burst
 loss of a full switch queue. The server resends after --retransmit-timeout 0.2 s, so a
 transfer that loses a dozen datagrams still ends in seconds; the clients keep their own
 timers. curl runs with --tftp-no-options: otherwise it asks for a `timeout` derived from its
@@ -27,7 +28,7 @@ from . import netns
 from .servers import start
 
 LOSS = 10  # 1 in LOSS datagrams of the transfers dropped, each way
-# lock-step clients at 512: 59 blocks; at 1468 and windowed: 205 blocks, 26 windows of 8
+# lock-step clients: 59 blocks of 512 or 21 of 1468; windowed: 205 blocks, 26 windows of 8
 FILES = {"small.bin": os.urandom(30_000), "big.bin": os.urandom(300_000)}
 SERVER = netns.SERVER_ADDR
 
@@ -52,11 +53,10 @@ def lossy(netns_required, tmp_path_factory):
         (root / name).write_bytes(data)
     with netns.pxe_lan() as lan:
         srv_host = lan["srv"]
-        netns.run(srv_host.exec_argv([nft, (
-            "add table inet loss ; "
-            "add counter inet loss acks ; add counter inet loss data ; "
-            "add chain inet loss in { type filter hook input priority 0 ; } ; "
-            "add chain inet loss out { type filter hook output priority 0 ; }")]))
+        for host, counter in ((lan["cli"], "data"), (srv_host, "acks")):
+            netns.run(host.exec_argv([nft, (
+                f"add table inet loss ; add counter inet loss {counter} ; "
+                "add chain inet loss in { type filter hook input priority 0 ; }")]))
         exe = shutil.which("bootstorm")
         argv = [exe] if exe else [sys.executable, "-m", "bootstorm"]
         server = start([*argv, "serve", "--tftp-root", str(root), "--listen", SERVER,
@@ -66,13 +66,15 @@ def lossy(netns_required, tmp_path_factory):
             yield lan["cli"], server, nft, srv_host
 
 
-def _lose(srv_host, nft: str, acks: bool) -> None:
-    """Drop 1 in LOSS of what the transfer ports send, and (acks) of what they receive."""
-    rules = ["flush chain inet loss in", "flush chain inet loss out",
-             f'add rule inet loss out udp sport != 69 numgen random mod {LOSS} == 0 counter name "data" drop']
+def _lose(cli, srv_host, nft: str, acks: bool) -> None:
+    """Drop 1 in LOSS of what the transfer ports send as it reaches the client, and (acks) of
+    what they receive. Both on arrival: the sender never hears of it, as on a real link."""
+    netns.run(cli.exec_argv([nft, "flush chain inet loss in ; add rule inet loss in udp sport != 69 "
+                                  f'numgen random mod {LOSS} == 0 counter name "data" drop']))
+    rules = "flush chain inet loss in"
     if acks:
-        rules.append(f'add rule inet loss in udp dport != 69 numgen random mod {LOSS} == 0 counter name "acks" drop')
-    netns.run(srv_host.exec_argv([nft, " ; ".join(rules)]))
+        rules += f' ; add rule inet loss in udp dport != 69 numgen random mod {LOSS} == 0 counter name "acks" drop'
+    netns.run(srv_host.exec_argv([nft, rules]))
 
 
 # name: (file, ACKs lost too, argv for the output path). atftp 0.8.0's client loses only
@@ -82,7 +84,7 @@ CLIENTS = {
     "curl-512": ("small.bin", True, lambda out: ["curl", "-sS", "--max-time", "60", "--tftp-no-options",
                                                  f"tftp://{SERVER}/small.bin", "-o", out]),
     "tftp-hpa": ("small.bin", True, lambda out: ["tftp", SERVER, "-m", "octet", "-c", "get", "small.bin", out]),
-    "busybox-1468": ("big.bin", True, lambda out: ["busybox", "tftp", "-b", "1468", "-g", "-r", "big.bin",
+    "busybox-1468": ("small.bin", True, lambda out: ["busybox", "tftp", "-b", "1468", "-g", "-r", "small.bin",
                                                    "-l", out, SERVER]),
     "atftp-w8": ("big.bin", False, lambda out: ["atftp", "--option", "blksize 1468", "--option",
                                                 "windowsize 8", "-g", "-r", "big.bin", "-l", out,
@@ -107,7 +109,7 @@ def _transfers(server, count: int, timeout: float = 10.0) -> list[dict[str, str]
 def test_file_arrives_whole_over_a_lossy_link(lossy, tmp_path, client):
     cli, server, nft, srv_host = lossy
     name, acks, make_argv = CLIENTS[client]
-    _lose(srv_host, nft, acks)
+    _lose(cli, srv_host, nft, acks)
     argv = make_argv(str(tmp_path / "out.bin"))
     argv[0] = argv[0] if argv[0] == sys.executable else _exe(argv[0])
     before = len(_transfers(server, 0, 0))
@@ -125,10 +127,12 @@ def test_file_arrives_whole_over_a_lossy_link(lossy, tmp_path, client):
 def test_the_loss_was_in_the_path(lossy):
     """After the clients above (pytest runs this module's tests in order): datagrams were
     dropped each way, and the server resent what was lost."""
-    _cli, server, nft, srv = lossy
-    listed = netns.run(srv.exec_argv([nft, "list", "counters", "table", "inet", "loss"])).stdout
-    drops = dict(re.findall(r"counter (\w+) \{\s*packets (\d+)", listed))
-    assert set(drops) == {"acks", "data"} and min(int(n) for n in drops.values()) > 0, listed
+    cli, server, nft, srv = lossy
+    drops = {}
+    for host in (cli, srv):
+        listed = netns.run(host.exec_argv([nft, "list", "counters", "table", "inet", "loss"])).stdout
+        drops.update((name, int(n)) for name, n in re.findall(r"counter (\w+) \{\s*packets (\d+)", listed))
+    assert set(drops) == {"acks", "data"} and min(drops.values()) > 0, drops
     os.kill(server.proc.pid, signal.SIGUSR1)
     deadline = time.monotonic() + 5
     while " tftp-stats " not in server.log and time.monotonic() < deadline:
