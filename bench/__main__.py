@@ -4,6 +4,7 @@
     python -m bench --quick               # smaller counts, 3 repetitions (~3 min)
     python -m bench --scenarios S1,S4 --servers dnsmasq,bootstorm --reps 5
     python -m bench --setup               # only make bench/build/pyenv and bench/build/atftpd
+    python -m bench --setup --dnsmasq-src DIR   # also build the dnsmasq-2.92 peer from DIR
     python -m bench --replot              # tables and plots again from bench/results/bench.json
 
 Groups (``--scenarios``):
@@ -37,7 +38,7 @@ import time
 from pathlib import Path
 
 from bench import dhcp, pin, tftp
-from bench.peers import DEFAULT_PEERS, PEERS, PYENV, Atftpd
+from bench.peers import DEFAULT_PEERS, PEERS, PYENV, Atftpd, Dnsmasq292
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -49,8 +50,9 @@ MiB = 1 << 20
 
 
 # ----------------------------------------------------------------------------- setup
-def setup(verbose=True) -> None:
-    """The throwaway venv (matplotlib, tftpy, py3tftp, fbtftp) and atftpd unpacked from its .deb."""
+def setup(verbose=True, dnsmasq_src: str | None = None) -> None:
+    """The throwaway venv (matplotlib, tftpy, py3tftp, fbtftp), atftpd unpacked from its .deb,
+    and with dnsmasq_src dnsmasq 2.92 built from that source tree."""
     py = PYENV / "bin" / "python"
     if not py.exists():
         print(f"[bench] creating {PYENV}", file=sys.stderr)
@@ -60,6 +62,16 @@ def setup(verbose=True) -> None:
     if need:
         print(f"[bench] pip install {' '.join(need)} into {PYENV}", file=sys.stderr)
         subprocess.run([str(py), "-m", "pip", "install", "-q", *need], check=True, timeout=900)
+    if dnsmasq_src:
+        dest = Dnsmasq292.EXE.parents[1]
+        print(f"[bench] building dnsmasq from {dnsmasq_src} in {dest}", file=sys.stderr)
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(dnsmasq_src, dest, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        subprocess.run(["make", "-j2"], cwd=dest, check=True, capture_output=True, timeout=600)
+        v = subprocess.run([str(Dnsmasq292.EXE), "--version"], capture_output=True, text=True, timeout=10).stdout
+        if "version 2.92" not in v:
+            print(f"[bench] warning: {Dnsmasq292.EXE} says {v.splitlines()[0] if v else '?'!r}, "
+                  "and the bench calls it dnsmasq-2.92", file=sys.stderr)
     if not Atftpd.EXE.exists():
         print("[bench] apt-get download atftpd; dpkg -x into bench/build/atftpd", file=sys.stderr)
         with tempfile.TemporaryDirectory() as td:
@@ -179,13 +191,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--img", help="where the plots go (default: docs/img, or OUT when --out is given)")
     ap.add_argument("--setup", action="store_true", help="only make the venv and unpack atftpd")
+    ap.add_argument("--dnsmasq-src", metavar="DIR",
+                    help="with --setup: build the dnsmasq-2.92 peer from this source tree")
     ap.add_argument("--replot", action="store_true", help="only redo table and plots from OUT/bench.json")
     a = ap.parse_args(argv)
     out = Path(a.out)
     img = Path(a.img) if a.img else IMG if out == RESULTS else out  # a trial run leaves docs alone
 
     if a.setup:
-        setup()
+        setup(dnsmasq_src=a.dnsmasq_src)
         return 0
     if a.no_pin:
         pin.enabled = False

@@ -304,6 +304,11 @@ class Peer:
         self.stop()
 
 
+HERE = Path(__file__).resolve().parent
+BUILD = HERE / "build"
+PYENV = BUILD / "pyenv"  # throwaway venv: matplotlib and the Python peers (python -m bench --setup)
+
+
 class Dnsmasq(Peer):
     """dnsmasq 2.90: TFTP always listens on port 69 (no option moves the well-known port;
     --tftp-port-range only sets the transfer ports).  DNS off, DHCP off."""
@@ -312,8 +317,12 @@ class Dnsmasq(Peer):
     fixed_port = 69
 
     @classmethod
+    def exe(cls) -> str | None:
+        return shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+
+    @classmethod
     def available(cls):
-        exe = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+        exe = cls.exe()
         if not exe:
             return False, "dnsmasq not installed"
         v = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout
@@ -321,12 +330,33 @@ class Dnsmasq(Peer):
 
     def argv(self, root, port):
         return [
-            shutil.which("dnsmasq") or "/usr/sbin/dnsmasq",
+            self.exe(),
             "--no-daemon", "--port=0", "--pid-file=", "--conf-file=/dev/null",
             "--enable-tftp", f"--tftp-root={root}", "--tftp-max=1000",
             "--edns-packet-max=65535", f"--listen-address={LOOPBACK}", "--bind-interfaces",
             "--log-facility=-",
         ]
+
+
+class Dnsmasq292(Dnsmasq):
+    """dnsmasq 2.92, the first to grant windowsize (up to 32 blocks) and honour timeout,
+    built from a source tree by `python -m bench --setup --dnsmasq-src DIR` into
+    bench/build/dnsmasq-2.92 (Debian 12 ships 2.90; the bench does not download sources)."""
+
+    name = "dnsmasq-2.92"
+    windowsize = True
+    EXE = BUILD / "dnsmasq-2.92" / "src" / "dnsmasq"
+
+    @classmethod
+    def exe(cls) -> str | None:
+        return str(cls.EXE) if cls.EXE.exists() else None
+
+    @classmethod
+    def available(cls):
+        if not cls.EXE.exists():
+            return False, (f"{cls.EXE} missing: run `python -m bench --setup --dnsmasq-src DIR` "
+                           "with a dnsmasq 2.92 source tree")
+        return super().available()
 
 
 class TftpdHpa(Peer):
@@ -394,9 +424,6 @@ class Bootstorm(Peer):
                 "--tftp-port", str(port), *self.extra]
 
 
-HERE = Path(__file__).resolve().parent
-BUILD = HERE / "build"
-PYENV = BUILD / "pyenv"  # throwaway venv: matplotlib and the Python peers (python -m bench --setup)
 
 
 class Atftpd(Peer):
@@ -486,10 +513,10 @@ class NullServer(Peer):
 
 
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    Dnsmasq, TftpdHpa, Atftpd, Bootstorm, Tftpy, Py3tftp, Fbtftp, NullServer)}
+    Dnsmasq, Dnsmasq292, TftpdHpa, Atftpd, Bootstorm, Tftpy, Py3tftp, Fbtftp, NullServer)}
 # null is in every run: what the load generator and the kernel allow any server on this machine
-DEFAULT_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd", "bootstorm", "tftpy", "py3tftp", "fbtftp", "null"]
-C_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd"]
+DEFAULT_PEERS = ["dnsmasq", "dnsmasq-2.92", "tftpd-hpa", "atftpd", "bootstorm", "tftpy", "py3tftp", "fbtftp",
+                 "null"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import statistics
 
-C_PEERS = ["dnsmasq", "tftpd-hpa", "atftpd"]
-PEER_ORDER = ["dnsmasq", "tftpd-hpa", "atftpd", "tftpy", "py3tftp", "fbtftp", "null"]
+C_PEERS = ["dnsmasq", "dnsmasq-2.92", "tftpd-hpa", "atftpd"]
+PEER_ORDER = ["dnsmasq", "dnsmasq-2.92", "tftpd-hpa", "atftpd", "tftpy", "py3tftp", "fbtftp", "null"]
 
 
 def _get(r: dict, path: str):
