@@ -108,7 +108,7 @@ def cases(quick: bool, s3_python: bool) -> list[dict]:
         for w in (1, 16):
             C.append(dict(id=f"S2 b{bs} w{w}", group="S2", kind="tftp", file="large.bin", concurrency=1,
                           transfers=1, blksize=bs, windowsize=w, max_seconds=120, metric="mb_per_s",
-                          # the window atftpd grants, where bootstorm's default grants 1
+                          # the window atftpd and dnsmasq 2.92 grant, where bootstorm's default grants 1
                           variants=["bootstorm-wbm1m"] if (bs, w) == (65464, 16) else [],
                           title=f"S2 one {big} MiB transfer, blksize {bs}, windowsize {w}"))
     c3 = 40 if quick else 100

@@ -147,7 +147,7 @@ def goals(result, summ) -> list[tuple[str, str, str]]:
             row(label, f"{rfmt(t)} (best: {best[1]})", None if t is None else t >= need)
             t = ratio(get(k, "bootstorm-wbm1m", "mb_per_s"), best[0])
             if t is not None:
-                G.append(("(the same with `--window-bytes-max 1048576`, the window atftpd grants)",
+                G.append(("(the same with `--window-bytes-max 1048576`, the window atftpd and dnsmasq 2.92 grant)",
                           f"{rfmt(t)} (best: {best[1]})", "for information"))
     if "S3 w8" in summ:
         t = ratio(get("S3 w8", b, "mb_per_s"), get("S3 w8", "atftpd", "mb_per_s"))
