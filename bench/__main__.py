@@ -135,7 +135,7 @@ FILES = {"small.bin": 40 * 1024, "mid.bin": 256 * 1024, "big.bin": 16 * MiB}
 def servers_for(case: dict, servers: list[str]) -> list[str]:
     g = case["group"]
     if g == "S4":
-        return [s for s in ("dnsmasq", "bootstorm") if s in servers]
+        return [s for s in ("dnsmasq", "dnsmasq-2.92", "bootstorm") if s in servers]
     if g == "MEM":
         return ["bootstorm"] if "bootstorm" in servers else []
     if g == "W":

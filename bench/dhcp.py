@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from bench import pin
-from bench.peers import CpuMeter, Bootstorm
+from bench.peers import PEERS, Bootstorm, CpuMeter
 from tests.pxe import netns
 from tests.pxe.netns import CLIENT_ADDR, SERVER_ADDR
 
@@ -78,16 +78,15 @@ def _bound(ns: str) -> set[int]:
 
 
 class DhcpServer:
-    """dnsmasq or bootstorm in the server namespace, in a cgroup of its own."""
+    """dnsmasq (2.90 or 2.92) or bootstorm in the server namespace, in a cgroup of its own."""
 
     def __init__(self, name: str, ns: str, wd: Path):
         self.name, self.ns, self.wd = name, ns, wd
         self.meter = CpuMeter(f"dhcp-{name}")
         conf = wd / "proxy.conf"
         conf.write_text(CONF_BODY.format(wd=wd))
-        if name == "dnsmasq":
-            cmd = [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--no-daemon", "--port=0",
-                   "--pid-file=", f"--conf-file={conf}"]
+        if name.startswith("dnsmasq"):  # dnsmasq or dnsmasq-2.92: its executable as peers.py finds it
+            cmd = [PEERS[name].exe(), "--no-daemon", "--port=0", "--pid-file=", f"--conf-file={conf}"]
             env = None
         else:
             cmd = [*Bootstorm._cmd(), f"--conf-file={conf}", "--keep-in-foreground"]

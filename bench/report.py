@@ -285,7 +285,7 @@ def markdown(result: dict) -> str:
         for p in peers:
             d = summ[cid].get(p)
             if kinds[cid] == "dhcp":
-                if p != "dnsmasq" or not d:
+                if not p.startswith("dnsmasq") or not d:
                     cells.append("-")
                     continue
                 cells.append(" / ".join(
