@@ -701,6 +701,56 @@ def test_exponential_backoff_then_give_up(rig):
     c.nothing()  # a timed-out transfer sends no ERROR
 
 
+def test_last_block_never_acknowledged_is_told_apart(rig):
+    """Every block sent and all but the last acknowledged: the client most likely has the
+    file (its last ACK was lost, or it never sends one; dnsmasq logs such a transfer as
+    sent). It still ends as a failure, but its outcome says which kind, unlike a client
+    that went silent midway."""
+    c = rig.transfer(os.urandom(1500), rto=100, give_up=500)  # 3 blocks of 512
+    for block in (1, 2):
+        c.data(block)
+        c.ack(block)
+    c.data(3)
+    rig.step_until(2000, c)
+    assert [d[:4] for d in rig.done] == [(c.slot, "last-unacked", 0, 1024)]
+    assert rig.engine.stats()["transfers_failed"] == 1 and rig.let_go(c)
+
+
+def test_silent_before_the_last_block_is_a_timeout(rig):
+    c = rig.transfer(os.urandom(1500), rto=100, give_up=500)
+    c.data(1)
+    c.ack(1)
+    c.data(2)
+    rig.step_until(2000, c)
+    assert [d[:4] for d in rig.done] == [(c.slot, "timeout", 0, 512)]
+
+
+def test_last_block_unacknowledged_then_port_closed(rig):
+    """The client took the last block and went (its ACK lost): the resend meets ICMP port
+    unreachable, and the outcome says the last block was the only one outstanding."""
+    c = rig.transfer(os.urandom(1500), rto=100)
+    for block in (1, 2):
+        c.data(block)
+        c.ack(block)
+    c.data(3)
+    _client_gone(rig, c)
+    rig.at(rig.now + 100)
+    rig.received = rig.engine.packets_out
+    rig.pump()
+    assert [d[:4] for d in rig.done] == [(c.slot, "last-unacked", 0, 1024)]
+
+
+def test_windowed_last_window_unacknowledged_is_a_timeout(rig):
+    """In a window the client may lack any of its blocks: only lock-step's last block is
+    told apart."""
+    c = rig.transfer(os.urandom(512 * 6), window=4, rto=100, give_up=500)
+    assert c.blocks(4) == [1, 2, 3, 4]
+    c.ack(4)
+    assert c.blocks(2) == [5, 6]
+    rig.step_until(2000, c)
+    assert [d[:4] for d in rig.done] == [(c.slot, "timeout", 0, 2048)]
+
+
 def test_backoff_capped_at_8_s(rig):
     c = rig.transfer(os.urandom(100), rto=1000, give_up=60000)
     c.data(1)
@@ -1023,9 +1073,10 @@ def test_on_done_aborting_another_transfer_during_tick(rig):
             rig.engine.abort(b.slot if slot == a.slot else a.slot)
     rig.hook = hook
     rig.at(100)  # both time out in the same wheel slot
-    # once per transfer (which outcome the second one gets depends on the order)
+    # once per transfer (which outcome the second one gets depends on the order; a timeout
+    # of these one-block files, sent and never acknowledged, is logged last-unacked)
     assert sorted(d[0] for d in rig.done) == sorted([a.slot, b.slot])
-    assert {d[1] for d in rig.done} <= {"aborted", "timeout"}
+    assert {d[1] for d in rig.done} <= {"aborted", "last-unacked"}
     assert rig.engine.active == 0
     slots = [rig.transfer(b"x", begin=False).slot for _ in range(3)]
     assert len(set(slots)) == 3 and rig.engine.active == 3

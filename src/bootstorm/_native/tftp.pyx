@@ -85,9 +85,11 @@ cdef enum:
     OUT_TSIZE_PROBE = 5      # ERROR 8 right after the OACK: UEFI asking only for tsize
     OUT_REPLACED = 6         # the client asked again from the same port: it started over
     OUT_UNREACHABLE = 7      # ICMP port unreachable: the client closed its port (gave up, rebooted)
+    OUT_LAST_UNACKED = 8     # a timeout or unreachable once every block was sent and all but the
+                             # last acknowledged: its ACK was lost, or the client never sends one
 
 OUTCOMES = ("ok", "client-error", "timeout", "file-changed", "aborted", "tsize-probe", "replaced",
-            "unreachable")
+            "unreachable", "last-unacked")
 
 cdef enum:
     TICK_MS = 10             # timer wheel resolution
@@ -1057,6 +1059,9 @@ cdef class Engine:
         cdef uint64_t done_bytes = x.acked * x.blksize
         if done_bytes > x.size:
             done_bytes = x.size
+        if ((outcome == OUT_TIMEOUT or outcome == OUT_UNREACHABLE) and x.state == XFER_SENDING
+                and x.sent == x.last_block and x.acked + 1 == x.last_block):
+            outcome = OUT_LAST_UNACKED  # what the log can say for sure: not a vanish midway
         if outcome == OUT_FILE_CHANGED:
             self.send_error_to(x, &x.peer, ERR_UNDEFINED, b"file changed during transfer")
         elif outcome == OUT_ABORTED:
