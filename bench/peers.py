@@ -315,6 +315,7 @@ class Dnsmasq(Peer):
 
     name = "dnsmasq"
     fixed_port = 69
+    missing = "dnsmasq not installed"
 
     @classmethod
     def exe(cls) -> str | None:
@@ -324,7 +325,7 @@ class Dnsmasq(Peer):
     def available(cls):
         exe = cls.exe()
         if not exe:
-            return False, "dnsmasq not installed"
+            return False, cls.missing
         v = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10).stdout
         return True, v.splitlines()[0] if v else exe
 
@@ -346,17 +347,12 @@ class Dnsmasq292(Dnsmasq):
     name = "dnsmasq-2.92"
     windowsize = True
     EXE = BUILD / "dnsmasq-2.92" / "src" / "dnsmasq"
+    missing = (f"{EXE} missing: run `python -m bench --setup --dnsmasq-src DIR` "
+               "with a dnsmasq 2.92 source tree")
 
     @classmethod
     def exe(cls) -> str | None:
         return str(cls.EXE) if cls.EXE.exists() else None
-
-    @classmethod
-    def available(cls):
-        if not cls.EXE.exists():
-            return False, (f"{cls.EXE} missing: run `python -m bench --setup --dnsmasq-src DIR` "
-                           "with a dnsmasq 2.92 source tree")
-        return super().available()
 
 
 class TftpdHpa(Peer):
@@ -422,8 +418,6 @@ class Bootstorm(Peer):
         self.ready_line = re.compile(rf"listening on {re.escape(LOOPBACK)}:{port}\b")
         return [*self._cmd(), "serve", "--tftp-root", root, "--listen", LOOPBACK,
                 "--tftp-port", str(port), *self.extra]
-
-
 
 
 class Atftpd(Peer):

@@ -17,8 +17,9 @@ from bench.peers import LOOPBACK, PEERS, Bootstorm
 
 HERE = Path(__file__).resolve().parent
 # bootstorm with non-default options, each a row of its own: W's worker counts, and
-# bootstorm-wbm1m, which grants the windowsize 16 at blksize 65464 that atftpd grants (the
-# default window-bytes-max, 64 KiB, grants 1 there: docs/tftp.md); loadgen's buffer holds it
+# bootstorm-wbm1m, which grants the windowsize 16 at blksize 65464 that atftpd and dnsmasq
+# 2.92 grant (the default window-bytes-max, 64 KiB, grants 1 there: docs/tftp.md);
+# loadgen's buffer holds it
 VARIANTS = {"bootstorm-w1": ("--workers", "1"), "bootstorm-w2": ("--workers", "2"),
             "bootstorm-wbm1m": ("--window-bytes-max", "1048576")}
 BUILD = HERE / "build"

@@ -264,3 +264,16 @@ def require() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but network namespaces are unavailable: {e}", pytrace=False)
         pytest.skip(f"network namespaces unavailable: {e}")
+
+
+def require_tool(name: str) -> str:
+    """The path of a tool a test runs (nft, a TFTP client): a skip on a developer's machine
+    without it, a failure under CI (.ci/run installs them)."""
+    import pytest
+
+    exe = shutil.which(name)
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {name} is not installed", pytrace=False)
+        pytest.skip(f"{name} is not installed")
+    return exe

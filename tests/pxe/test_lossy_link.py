@@ -33,19 +33,10 @@ FILES = {"small.bin": os.urandom(30_000), "big.bin": os.urandom(300_000)}
 SERVER = netns.SERVER_ADDR
 
 
-def _exe(name: str) -> str:
-    exe = shutil.which(name)
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {name} is not installed (.ci/run installs it)", pytrace=False)
-        pytest.skip(f"{name} is not installed")
-    return exe
-
-
 @pytest.fixture(scope="module")
 def lossy(netns_required, tmp_path_factory):
     """(client host, server process, nft, server host): bootstorm behind a lossy link."""
-    nft = _exe("nft")
+    nft = netns.require_tool("nft")
     work = tmp_path_factory.mktemp("lossy")
     root = work / "root"
     root.mkdir()
@@ -95,11 +86,13 @@ CLIENTS = {
 }
 
 
-def _transfers(server, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
+def _records(server, event: str, count: int, timeout: float = 10.0) -> list[dict[str, str]]:
+    """The server's log lines of one event (tftp-transfer, tftp-stats) as dicts, once there
+    are count of them or timeout has passed."""
     deadline = time.monotonic() + timeout
     while True:
         recs = [dict(re.findall(r"(\w+)=(\S+)", line)) for line in server.log.splitlines()
-                if " tftp-transfer " in line]
+                if f" {event} " in line]
         if len(recs) >= count or time.monotonic() > deadline:
             return recs
         time.sleep(0.05)
@@ -111,8 +104,8 @@ def test_file_arrives_whole_over_a_lossy_link(lossy, tmp_path, client):
     name, acks, make_argv = CLIENTS[client]
     _lose(cli, srv_host, nft, acks)
     argv = make_argv(str(tmp_path / "out.bin"))
-    argv[0] = argv[0] if argv[0] == sys.executable else _exe(argv[0])
-    before = len(_transfers(server, 0, 0))
+    argv[0] = argv[0] if argv[0] == sys.executable else netns.require_tool(argv[0])
+    before = len(_records(server, "tftp-transfer", 0, 0))
     got = subprocess.run(cli.exec_argv(argv), stdin=subprocess.DEVNULL, capture_output=True,
                          timeout=90)
     assert got.returncode == 0, (client, got.stdout[-500:], got.stderr[-500:], server.log[-2000:])
@@ -120,7 +113,7 @@ def test_file_arrives_whole_over_a_lossy_link(lossy, tmp_path, client):
     # the server's account of it: ok, or (its last ACK lost, and the client gone when the
     # last block was resent) last-unacked; for a window, whose last blocks the server cannot
     # know arrived, unreachable too. Never another failure while the client was there.
-    rec = _transfers(server, before + 1)[before:]
+    rec = _records(server, "tftp-transfer", before + 1)[before:]
     assert len(rec) == 1 and rec[0]["file"] == name, (rec, server.log[-2000:])
     allowed = ("ok", "last-unacked", "unreachable") if "-w" in client else ("ok", "last-unacked")
     assert rec[0]["outcome"] in allowed, rec[0]
@@ -136,9 +129,6 @@ def test_the_loss_was_in_the_path(lossy):
         drops.update((name, int(n)) for name, n in re.findall(r"counter (\w+) \{\s*packets (\d+)", listed))
     assert set(drops) == {"acks", "data"} and min(drops.values()) > 0, drops
     os.kill(server.proc.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 5
-    while " tftp-stats " not in server.log and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stats = dict(re.findall(r"(\w+)=(\S+)", [ln for ln in server.log.splitlines() if " tftp-stats " in ln][-1]))
+    stats = _records(server, "tftp-stats", 1, 5)[-1]
     assert int(stats["retransmits"]) > 0 and int(stats["transfers_ok"]) > 0, stats
     assert int(stats["active"]) == 0, stats

@@ -26,19 +26,10 @@ CLIENT, ROUTER_IN, ROUTER_OUT, SERVER = "10.213.1.2", "10.213.1.1", "10.213.2.1"
 CONTENT = bytes((i * 31 + 7) & 0xFF for i in range(150_000))  # 293 blocks of 512
 
 
-def _nft() -> str:
-    exe = shutil.which("nft")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but nft (nftables) is not installed", pytrace=False)
-        pytest.skip("nft (nftables) is not installed")
-    return exe
-
-
 @pytest.fixture(scope="module")
 def nat(netns_required):
     """(client ns, server ns): the client's packets reach the server masqueraded."""
-    nft = _nft()
+    nft = netns.require_tool("nft")
     netns.remove_stale()
     names = {role: f"bs-{role}-{os.getpid()}-{next(netns._counter)}" for role in ("ncli", "nrtr", "nsrv")}
     made = []
