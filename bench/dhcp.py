@@ -26,6 +26,7 @@ from bench import pin
 from bench.peers import PEERS, Bootstorm, CpuMeter
 from tests.pxe import netns
 from tests.pxe.netns import CLIENT_ADDR, SERVER_ADDR
+from tests.pxe.servers import dnsmasq_argv
 
 HERE = Path(__file__).resolve().parent
 
@@ -86,7 +87,7 @@ class DhcpServer:
         conf = wd / "proxy.conf"
         conf.write_text(CONF_BODY.format(wd=wd))
         if name.startswith("dnsmasq"):  # dnsmasq or dnsmasq-2.92: its executable as peers.py finds it
-            cmd = [PEERS[name].exe(), "--no-daemon", "--port=0", "--pid-file=", f"--conf-file={conf}"]
+            cmd = dnsmasq_argv(conf, PEERS[name].exe())
             env = None
         else:
             cmd = [*Bootstorm._cmd(), f"--conf-file={conf}", "--keep-in-foreground"]

@@ -130,9 +130,9 @@ def dnsmasq_conf(workdir: Path, body: str, *, interface: str = IFNAME) -> Path:
     return conf
 
 
-def dnsmasq_argv(conf: Path) -> list[str]:
-    """FACTS.md's reference command line for PXE tests."""
-    return [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--no-daemon", "--port=0", "--pid-file=",
+def dnsmasq_argv(conf: Path, exe: str | None = None) -> list[str]:
+    """FACTS.md's reference command line for PXE tests (exe: another dnsmasq build)."""
+    return [exe or shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--no-daemon", "--port=0", "--pid-file=",
             f"--conf-file={conf}"]
 
 
