@@ -131,6 +131,7 @@ class Client(Peer):
             server.setblocking(False)
             sock, self.server = server.fileno(), server.getsockname()
         self.shared = server is None
+        self.sock_fd = sock  # the transfer's socket, the engine's from here on
         for peer, pkt in early:  # queued on the bound socket before the engine connects it
             peer.sock.sendto(pkt, self.server)
         try:
@@ -749,6 +750,24 @@ def test_windowed_last_window_unacknowledged_is_a_timeout(rig):
     assert c.blocks(2) == [5, 6]
     rig.step_until(2000, c)
     assert [d[:4] for d in rig.done] == [(c.slot, "timeout", 0, 2048)]
+
+
+@pytest.mark.parametrize("window", [1, 4])
+def test_blocks_that_never_left_count_as_unsent(own_rig, window):
+    """A failed send is loss to the engine, and what it failed to send counts as not sent:
+    an ACK for such a block is no progress, and its first sending later is no
+    retransmission. The socket shut for writing fails every send (EPIPE)."""
+    c = own_rig.transfer(os.urandom(512 * 8), window=window, rto=100, give_up=300, begin=False)
+    s = socket.socket(fileno=os.dup(c.sock_fd))
+    s.shutdown(socket.SHUT_WR)
+    s.close()
+    own_rig.engine.begin(c.slot)
+    assert own_rig.engine.stats()["send_errors"] == 1
+    c.ack(window)  # the end of a window that never left
+    own_rig.step_until(2000, c)
+    assert [d[:5] for d in own_rig.done] == [(c.slot, "timeout", 0, 0, 0)]
+    stats = own_rig.engine.stats()
+    assert stats["retransmits"] == 0 and stats["send_errors"] >= 2 and stats["packets_out"] == 0
 
 
 def test_backoff_capped_at_8_s(rig):
@@ -1664,10 +1683,10 @@ def test_a_wildcard_shared_socket_answers_from_local_ip4(tmp_path, gso, window):
 
 # ---------------------------------------------------------------- a shared socket's errors
 
-def _shared_engine(gso=False):
+def _shared_engine(gso=False, on_done=lambda *a: None):
     """An engine with one shared socket (IP_RECVERR, as the server sets it): (engine, fd,
     address)."""
-    e = native.Engine(8, lambda *a: None, fake_clock=True, gso=gso)
+    e = native.Engine(8, on_done, fake_clock=True, gso=gso)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((LOCAL, 0))
     s.setblocking(False)
@@ -1690,25 +1709,34 @@ def _lockstep_on(e, fd, content, local_ip4=None):
 def test_shared_one_undeliverable_peer_does_not_drop_the_rest_of_a_batch():
     """A datagram the kernel refuses (here: a source address that is not the machine's,
     EINVAL; in the field a firewall's EPERM or a route's EHOSTUNREACH) is lost alone: the
-    DATA queued after it in the same sendmmsg, for other clients, still goes."""
-    e, fd, addr = _shared_engine()
+    DATA queued after it in the same sendmmsg, for other clients, still goes. The refused
+    one is the first DATA of a transfer started while the batch fills (as the server starts
+    one from the end of another, in on_done)."""
     content = os.urandom(512 * 10)
-    a = _lockstep_on(e, fd, content, socket.inet_aton("10.255.255.1"))  # never leaves
+    started = []
+
+    def on_done(*_):  # C's end starts A, whose DATA 1 then leads the batch
+        started.append(_lockstep_on(e, fd, content, socket.inet_aton("10.255.255.1")))
+
+    e, fd, addr = _shared_engine(on_done=on_done)
+    c = _lockstep_on(e, fd, b"x" * 100)  # one block
     b = _lockstep_on(e, fd, content)
     try:
+        assert native.parse_reply(c.recv(600))[:2] == (DATA, 1)
         assert native.parse_reply(b.recv(600))[:2] == (DATA, 1)
-        a.sendto(native.build_ack(1), addr)
-        b.sendto(native.build_ack(1), addr)
+        c.sendto(native.build_ack(1), addr)  # read first: A's DATA 1 is queued before ...
+        b.sendto(native.build_ack(1), addr)  # ... B's DATA 2, in one sendmmsg
         end = time.monotonic() + 2
         while e.packets_in < 2 and time.monotonic() < end:
             select.select([e.fileno()], [], [], 0.1)
             e.poll()
         assert native.parse_reply(b.recv(600))[:2] == (DATA, 2)
-        assert e.send_errors == 2  # A's DATA 1 and 2, nothing else
+        assert len(started) == 1 and e.send_errors == 1  # A's DATA 1, nothing else
+        assert e.stats()["send_calls"] == 3  # C's and B's DATA 1, then the batch
     finally:
         e.abort_all()
-        a.close()
-        b.close()
+        for s in (c, b, *started):
+            s.close()
 
 
 def _forge_icmp(code: int, sport: int, dport: int) -> None:
