@@ -1,6 +1,8 @@
 """Configuration as msgspec Structs: frozen, and unknown keys are errors."""
 from __future__ import annotations
 
+import socket
+
 import msgspec
 
 
@@ -138,6 +140,7 @@ class PxePrompt(_Section):
 
 # option 43 holds 255 bytes; a sub-option's code and length take 2 (dnsmasq's limit too)
 VENDOR_OPTION_MAX = 253
+OPTION_VALUE_MAX = 255  # an option's length byte
 
 
 class VendorOption(_Section):
@@ -165,6 +168,41 @@ class VendorOption(_Section):
     def value(self) -> bytes:
         return bytes.fromhex(self.hex.replace(":", "")) + self.text.encode()
 
+
+
+class DhcpOption(_Section):
+    """A DHCP option added to ProxyDHCP replies to PXE clients, on port 67 and 4011 (dnsmasq
+    dhcp-option-pxe): after option 43, the newest entry first, one per code (an entry whose tags
+    the client carries beats an untagged one). At most one of `hex`, `text`, `addresses`; none
+    sends the option empty."""
+
+    code: int  # 1..254
+    hex: str = ""  # bytes as hex digits, colons allowed
+    text: str = ""  # UTF-8 text, NUL-terminated (if under 255 bytes) for clients that send
+    # a NUL-terminated host name (option 12 or 81), as dnsmasq does for Windows clients
+    addresses: list[str] = []  # IPv4 addresses; 0.0.0.0 is the address the reply comes from
+    tags: list[str] = []
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.code <= 254:
+            raise ValueError(f"option code {self.code}: must be 1..254 (0 is a pad, 255 the end)")
+        if sum(map(bool, (self.hex, self.text, self.addresses))) > 1:
+            raise ValueError(f"option {self.code}: give one of hex, text and addresses")
+        digits = self.hex.replace(":", "")
+        if len(digits) % 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            raise ValueError(f"hex {self.hex!r}: two hex digits per byte, colons allowed")
+        for a in self.addresses:
+            try:
+                socket.inet_pton(socket.AF_INET, a)
+            except OSError:
+                raise ValueError(f"option {self.code}: {a!r} is not an IPv4 address") from None
+        if len(self.value) > OPTION_VALUE_MAX:
+            raise ValueError(f"option {self.code}: {len(self.value)} bytes, at most {OPTION_VALUE_MAX}")
+
+    @property
+    def value(self) -> bytes:
+        return (bytes.fromhex(self.hex.replace(":", "")) + self.text.encode()
+                + b"".join(socket.inet_aton(a) for a in self.addresses))
 
 
 class BootFile(_Section):
@@ -201,6 +239,7 @@ class DhcpConfig(_Section):
     prompts: list[PxePrompt] = []
     boot: list[BootFile] = []
     vendor_options: list[VendorOption] = []  # extra option 43 sub-options (dhcp-option=vendor:)
+    options: list[DhcpOption] = []  # extra options in proxy replies (dhcp-option-pxe)
     rules: list[TagRule] = []
     ignore: list[list[str]] = []  # clients carrying all tags of one entry get nothing
     reply_delay: float = 0.0

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from bootstorm.config import (VENDOR_OPTION_MAX, BootFile, Config, DhcpConfig, ProxyRange, PxePrompt,
-                              PxeService, TagRule, TftpConfig, VendorOption)
+from bootstorm.config import (OPTION_VALUE_MAX, VENDOR_OPTION_MAX, BootFile, Config, DhcpConfig, DhcpOption,
+                              ProxyRange, PxePrompt, PxeService, TagRule, TftpConfig, VendorOption)
 from bootstorm.errors import ConfigError
 
 DEFAULT_CONF_FILE = "/etc/dnsmasq.conf"  # read when no --conf-file is given, if it exists
@@ -163,21 +163,51 @@ _LONG_MAX = (1 << 63) - 1  # strtol saturates here (dnsmasq's atoi on a 64-bit l
 _WIDTH_SUFFIX = {"b": 1, "s": 2, "i": 4}
 
 
-def option_value(value: str | None) -> tuple[bytes, bool]:
-    """The bytes of a dhcp-option value whose type dnsmasq does not know (every vendor: sub-option),
-    read as its option.c parse_dhcp_opt reads it, and whether they came from text.
+# dnsmasq's types of the DHCP options it knows (src/dhcp-common.c opttab, the width bits
+# a number's byte count); a value of any other option is read by its look alone
+OT_ADDR_LIST, OT_RFC1035_NAME, OT_INTERNAL, OT_NAME, OT_CSTRING, OT_TIME = 0x8000, 0x4000, 0x2000, 0x1000, 0x800, 0x200
+_A, _N = OT_ADDR_LIST, OT_NAME
+OPTION_TYPES = {
+    1: _A, 2: 4, 3: _A, 6: _A, 7: _A, 9: _A, 12: OT_INTERNAL | _N, 13: 2, 15: _N, 16: _A, 17: _N,
+    18: _N, 19: 1, 20: 1, 21: _A, 22: 2, 23: 1, 26: 2, 27: 1, 28: OT_INTERNAL | _A, 31: 1, 32: _A,
+    33: _A, 34: 1, 35: 4, 36: 1, 37: 1, 38: 4, 40: _N, 41: _A, 42: _A, 43: OT_INTERNAL, 44: _A,
+    45: _A, 46: 1, 48: _A, 49: _A, 50: OT_INTERNAL | _A, 51: OT_INTERNAL | OT_TIME, 52: OT_INTERNAL,
+    53: OT_INTERNAL, 54: OT_INTERNAL | _A, 55: OT_INTERNAL, 56: OT_INTERNAL, 57: OT_INTERNAL,
+    58: OT_TIME, 59: OT_TIME, 61: OT_INTERNAL, 64: _N, 65: _A, 66: _N, 67: _N, 68: _A, 69: _A,
+    70: _A, 71: _A, 74: _A, 81: OT_INTERNAL, 82: OT_INTERNAL, 91: 4 | OT_TIME, 92: _A, 93: 2, 100: _N,
+    101: _N, 108: 4, 114: _N, 118: OT_INTERNAL, 119: OT_RFC1035_NAME, 150: _A, 255: _A,
+}
+OPT_SIP_SERVER = 120
+_TIME_UNITS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
-    The whole value decides: digits only (a `-` allowed) is a number, sent in 1, 2 or 4 bytes as it
-    needs, or as a last letter b, s, i says (`2b` = 02); colon-separated hex (`1:2a:ff`) is those
-    bytes (a group of several digits gives a byte per pair, the count is that of the groups);
-    digits and dots are IPv4 addresses, comma-separated, `/N` sending a prefix length and the
-    significant bytes; anything else (also anything quoted) is the text. ValueError for what dnsmasq
-    refuses: a malformed address. Quoted characters come hidden (scan_line) and count as text."""
+
+def _atoi(s: str) -> int:
+    """C atoi on a 64-bit libc: leading digits (a sign allowed), saturated, else 0."""
+    m = re.match(r"[ \t]*[-+]?[0-9]+", s)
+    return max(-_LONG_MAX - 1, min(_LONG_MAX, int(m.group()))) if m else 0
+
+
+def option_value(value: str | None, code: int | None = None) -> tuple[bytes, str]:
+    """The bytes of a dhcp-option value, read as dnsmasq's option.c parse_dhcp_opt reads it, and
+    their kind: "text", "addresses" (IPv4 addresses alone, whose 0.0.0.0 dnsmasq sends as its own
+    address) or "bytes". `code` is a DHCP option's (its type in OPTION_TYPES counts), None for a
+    sub-option (vendor:, whose type dnsmasq does not know).
+
+    Untyped, the whole value decides: digits only (a `-` allowed) is a number, sent in 1, 2 or 4
+    bytes as it needs, or as a last letter b, s, i says (`2b` = 02); colon-separated hex (`1:2a:ff`)
+    is those bytes (a group of several digits gives a byte per pair, the count is that of the
+    groups); digits and dots are IPv4 addresses, comma-separated, `/N` sending a prefix length and
+    the significant bytes; anything else (also anything quoted) is the text. A typed option takes
+    addresses only, or is text whatever it looks like, or a number in its own width, or a time
+    (`1h`, `2d`: seconds in 4 bytes). ValueError for what dnsmasq refuses: a malformed address,
+    a value over 255 bytes. Quoted characters come hidden (scan_line) and count as text."""
     if value is None:
-        return b"", False
+        return b"", "bytes"
+    otype = OPTION_TYPES.get(code, 0) if code is not None else 0
     is_addr = is_hex = is_dec = True
     found_dig = False
     digs = 1
+    dots = 0
     width = 0
     s = value
     for i, c in enumerate(value):
@@ -192,6 +222,7 @@ def option_value(value: str | None) -> tuple[bytes, bool]:
                 is_addr = False
         elif c == ".":
             is_dec = is_hex = False
+            dots += 1
         elif c == "-":
             is_hex = is_addr = False
         elif c == " ":
@@ -208,20 +239,31 @@ def option_value(value: str | None) -> tuple[bytes, bool]:
                 is_hex = False
     if not found_dig:
         is_dec = is_addr = False
+    if otype & OT_ADDR_LIST:
+        if not is_addr or dots == 0:
+            raise ValueError(f"bad IP address {value!r}: option {code} takes IPv4 addresses")
+        is_dec = is_hex = False
+    elif otype & (OT_NAME | OT_RFC1035_NAME | OT_CSTRING):
+        is_addr = is_dec = is_hex = False
+    if found_dig and otype & OT_TIME and value:
+        factor = _TIME_UNITS.get(value[-1].lower(), 1)
+        seconds = _atoi(value[:-1] if value[-1].lower() in _TIME_UNITS else value)
+        return ((seconds * factor) & 0xFFFFFFFF).to_bytes(4, "big"), "bytes"
     if is_hex and digs > 1:
         out = bytearray()
         for group in s.split(":"):  # each pair of digits a byte; as many bytes as groups
             out += bytes(int(group[j:j + 2], 16) for j in range(0, len(group), 2))
-        return bytes(out[:digs]).ljust(digs, b"\0"), False
+        return bytes(out[:digs]).ljust(digs, b"\0"), "bytes"
     if is_dec:
-        m = re.match(r"-?[0-9]+", s)
-        number = max(-_LONG_MAX - 1, min(_LONG_MAX, int(m.group()))) if m else 0
-        number &= 0xFFFFFFFF  # stored in a C int
+        number = _atoi(s) & 0xFFFFFFFF  # stored in a C int
         if not width:
-            width = 4 if number & 0xFFFF0000 else 2 if number & 0xFF00 else 1
-        return (number & ((1 << (8 * width)) - 1)).to_bytes(width, "big"), False
+            width = otype or (4 if number & 0xFFFF0000 else 2 if number & 0xFF00 else 1)
+        if width > OPTION_VALUE_MAX:  # an internal option's flag taken for a width, as in dnsmasq
+            raise ValueError("dhcp-option too long")
+        return (number & ((1 << (8 * width)) - 1)).to_bytes(width, "big"), "bytes"
     if is_addr:
-        out = bytearray()
+        out = bytearray(b"\1" if code == OPT_SIP_SERVER else b"")  # RFC 3361's encoding byte
+        plain = code != OPT_SIP_SERVER
         for item in _split(s):
             addr, slash, size = item.partition("/")
             try:
@@ -231,12 +273,20 @@ def option_value(value: str | None) -> tuple[bytes, bool]:
             if not slash:
                 out += packed
             else:
-                m = re.match(r"\s*-?[0-9]+", size)
-                bits = int(m.group()) if m else 0
+                plain = False  # a prefix: no address to rewrite
+                bits = _atoi(size)
                 out.append(bits & 0xFF)
                 out += packed[:sum(1 for limit in (0, 8, 16, 24) if bits > limit)]
-        return bytes(out), False
-    return _unhide(s).encode("utf-8", "surrogateescape"), True  # s: a lone b/s/i is dropped
+        if len(out) > OPTION_VALUE_MAX:
+            raise ValueError("dhcp-option too long")
+        return bytes(out), "addresses" if plain else "bytes"
+    if code == OPT_SIP_SERVER or otype & OT_RFC1035_NAME:
+        raise ValueError(f"option {code} as names: bootstorm does not encode them (RFC 3397 / 3361); "
+                         "give the encoded bytes in hex")
+    data = _unhide(s).encode("utf-8", "surrogateescape")  # s: a lone b/s/i is dropped
+    if len(data) > OPTION_VALUE_MAX:
+        raise ValueError("dhcp-option too long")
+    return data, "text"
 
 
 def scan_line(raw: str) -> str:
@@ -328,6 +378,7 @@ class _Reader:
         # pxe-prompt and dhcp-option=vendor: lines as read, each with the dhcp-optsfile it came
         # from (0: a conf file; n: the n-th dhcp-optsfile named), for dnsmasq's order in option 43
         self.suboptions: list[tuple[int, PxePrompt | VendorOption]] = []
+        self.pxe_options: list[DhcpOption] = []  # dhcp-option-pxe, in the order read
         self.bank = 0
         self.banks = 0
         self.boots: list[BootFile] = []
@@ -830,6 +881,9 @@ class _Reader:
                 code = OPTION_NAMES.get(_unhide(f[7:]).lower())
                 if code is None:
                     raise self.error(where, name, f"unknown option name {_unhide(f[7:])!r}")
+                if OPTION_TYPES.get(code, 0) & OT_INTERNAL:
+                    raise self.error(where, name, f"bad dhcp-option: dnsmasq sets option {code} "
+                                     f"({_unhide(f[7:])}) itself and refuses it by name")
                 if vendor is not None:
                     raise self.error(where, name, f"vendor:{vendor} with option:{_unhide(f[7:])}: give "
                                      "the PXE sub-option's number (a name means a DHCP option, not a "
@@ -863,12 +917,15 @@ class _Reader:
             return
         code, vendor, encap, value, tags = parsed
         pxe = name == "dhcp-option-pxe"
+        if pxe and vendor is not None:
+            raise self.error(where, name, "No vendor-encap options allowed in dhcp-option-pxe")
         if vendor is not None:
             self._vendor_option(tags, code, vendor, value, where, name)
+        elif pxe and encap:
+            raise self.error(where, name, f"{encap.split(':')[0]}: options in proxy replies: not "
+                             "supported by bootstorm (give the encapsulating option's bytes in hex)")
         elif pxe:
-            raise self.error(where, name, f"option {code} in proxy replies: bootstorm sends only the "
-                             "PXE options it builds (missing: [dhcp] options with code, value and tags); "
-                             "for the boot file and server use dhcp-boot or pxe-service")
+            self._pxe_option(tags, code, value, where, name)
         else:
             what = f"{encap.split(':')[0]}: option" if encap else f"option {code}"
             self.notes.append(f"{where}: {name}: {what}: dnsmasq sends {name} only with an address "
@@ -876,6 +933,27 @@ class _Reader:
 
     opt_dhcp_option_force = opt_dhcp_option
     opt_dhcp_option_pxe = opt_dhcp_option
+
+    def _pxe_option(self, tags, code, value, where, name):
+        """dhcp-option-pxe=[tag:..,]CODE,VALUE: option CODE in proxy replies (dnsmasq 2.91)."""
+        if not 1 <= code <= 254:
+            raise self.error(where, name, f"option {code} does not exist (1..254; 0 is a pad and 255 "
+                             "the end of the options)")
+        try:
+            data, kind = option_value(value, code)
+        except ValueError as exc:
+            raise self.error(where, name, str(exc)) from None
+        if kind == "text":
+            try:
+                opt = DhcpOption(code=code, text=data.decode(), tags=tags)
+            except UnicodeDecodeError:
+                opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags)
+        elif kind == "addresses":
+            opt = DhcpOption(code=code, addresses=[socket.inet_ntoa(data[i:i + 4])
+                                                   for i in range(0, len(data), 4)], tags=tags)
+        else:
+            opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags)
+        self.pxe_options.append(opt)
 
     def _vendor_option(self, tags, code, vendor, value, where, name):
         """dhcp-option=vendor:CLASS,CODE,VALUE: sub-option CODE of option 43, sent to PXE clients
@@ -886,7 +964,8 @@ class _Reader:
                              "(1..254; 0 is a pad and 255 the end of option 43, dnsmasq would send "
                              "it and break the client's parse)")
         try:
-            data, is_text = option_value(value)
+            data, kind = option_value(value)
+            is_text = kind == "text"
         except ValueError as exc:
             raise self.error(where, name, str(exc)) from None
         if len(data) > VENDOR_OPTION_MAX:
@@ -1077,7 +1156,7 @@ class _Reader:
                 except_interfaces=list(dict.fromkeys(self.except_interfaces)),
                 vendor_classes=vendors, http_boot=http_boot, ranges=self.ranges,
                 services=self.services, boot=self.boots[::-1],  # dnsmasq prepends: the last wins
-                **self._suboptions(),
+                **self._suboptions(), options=self.pxe_options,
                 rules=rules, ignore=ignore, reply_delay=delay, hosts=hosts)
         except (ValueError, msgspec.ValidationError) as exc:
             raise ConfigError(f"dhcp: {exc}") from None
@@ -1385,7 +1464,7 @@ def report(config: Config, result: Result | None = None) -> tuple[str, list[str]
             lines.append("ProxyDHCP: silent to every client (no pxe-service or pxe-prompt: dnsmasq answers "
                          "no PXE client then either)")
         tags = set()
-        for coll in (dcfg.services, dcfg.prompts, dcfg.boot, dcfg.vendor_options):
+        for coll in (dcfg.services, dcfg.prompts, dcfg.boot, dcfg.vendor_options, dcfg.options):
             for x in coll:
                 tags |= {t.lstrip("!") for t in x.tags}
         for r in dcfg.ranges:

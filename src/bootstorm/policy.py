@@ -144,6 +144,11 @@ class Policy:
                             for p in config.prompts]
                            + [(v.code, v.value, v.vendor.encode(), v.tags) for v in config.vendor_options])
         self.vendor_specific = [i for i, sub in enumerate(self.suboptions) if sub[2]]
+        # dhcp-option-pxe entries as dnsmasq keeps them, the newest line first: (code, value, tags,
+        # text: NUL-terminated for some clients, addresses: 0.0.0.0 is the server's own)
+        self.options = [(o.code, o.value, o.tags, bool(o.text), "0.0.0.0" in o.addresses)
+                        for o in reversed(config.options)]
+        self.text_options = any(o[3] for o in self.options)
         self.kinds: dict[tuple, _Kind | None] = {}  # answer()'s facts -> reply, or None (silence)
         # dnsmasq answers PXE only once a pxe-service or pxe-prompt exists
         self.enabled = bool(config.services or config.prompts)
@@ -259,16 +264,19 @@ class Policy:
         base_key = frozenset(base_tags)
         key = (vendor, mtype, pkt.arch, ciaddr == ZERO, on_pxe_port, local, subnet_addr, netmask,
                base_key, base_key if tags is base_tags else frozenset(tags),
-               self._vendor_matches(pkt) if self.vendor_specific else ())
+               self._vendor_matches(pkt) if self.vendor_specific else (),
+               self.text_options and _nul_terminates(pkt))
         kind = self.kinds.get(key, _UNSEEN)
         if kind is _UNSEEN:
             if len(self.kinds) >= KINDS_MAX:  # arch numbers and relays are the clients' to pick
                 self.kinds.clear()
             kind = self.kinds[key] = self._kind(vendor, mtype, key[2], key[3], on_pxe_port, local,
-                                                self.find_range(subnet_addr, netmask), base_tags, tags, key[10])
+                                                self.find_range(subnet_addr, netmask), base_tags, tags, key[10],
+                                                key[11])
         return None if kind is None else kind.answer(pkt.flags, ciaddr, uuid)
 
-    def _kind(self, vendor, mtype, arch, no_ciaddr, on_pxe_port, local, rng, base_tags, tags, matched):
+    def _kind(self, vendor, mtype, arch, no_ciaddr, on_pxe_port, local, rng, base_tags, tags, matched,
+              nul_terminated):
         """The reply for one kind of client (the facts answer() keys it by), or None for silence.
         Reads no packet: what it returns holds for every client with the same facts."""
         ignore = any(_tags_match(t, base_tags) for t in self.config.ignore)
@@ -311,7 +319,37 @@ class Policy:
         a.head = [(53, bytes((a.message_type,))), (OPT_SERVER_ID, local)] + head
         if (on_pxe_port and single is None) or not redirect:
             a.tail = self._pxe_options(arch, tags, local, matched)
+        if self.options:  # also where option 43 is left out
+            a.tail = a.tail + self._extra_options(base_tags, tags, bool(rng.set), local, nul_terminated)
         return a
+
+    def _extra_options(self, base_tags, tags, range_tag, local, nul_terminated) -> list:
+        """The dhcp-option-pxe options of a proxy reply (rfc2131.c, after option 43): one per
+        code, dnsmasq's option_filter picking an entry whose tags the client carries without its
+        range's tag, else one that matches with it, else an untagged one, the newest of them."""
+        best: dict[int, tuple[int, int]] = {}  # code -> (rank, index)
+        for i, (code, _, want, _, _) in enumerate(self.options):
+            if not want:
+                rank = 2
+            elif _tags_match(want, base_tags) and (not range_tag or _tags_match(want, tags)):
+                rank = 0
+            elif range_tag and _tags_match(want, tags):
+                rank = 1
+            else:
+                continue
+            if code not in best or rank < best[code][0]:
+                best[code] = (rank, i)
+        out = []
+        for i, (code, value, _, text, self_address) in enumerate(self.options):
+            if best.get(code, (0, -1))[1] != i:
+                continue
+            if text and nul_terminated and len(value) < OPTION_MAX:
+                value += b"\0"
+            elif self_address:
+                value = b"".join(local if value[j:j + 4] == ZERO else value[j:j + 4]
+                                 for j in range(0, len(value), 4))
+            out.append((code, value))
+        return out
 
     def _http_boot(self, tags, local, head):
         """beyond dnsmasq: UEFI HTTP Boot takes a URL in `file`, no menu, no port 4011."""
@@ -431,6 +469,16 @@ class Policy:
             subs.append((SUB_MENU, bytes(menu)))
         # then the configured ones, even a second 6 or 8 after dnsmasq's own (rfc2131.c pxe_opts)
         return _encapsulate(subs + configured)
+
+
+def _nul_terminates(pkt) -> bool:
+    """Whether the client ends its name with a NUL (option 81, else 12): dnsmasq then ends the
+    text options it sends with one too (rfc2131.c borken_opt, for old Windows clients)."""
+    fqdn = pkt.options.get(81)
+    if fqdn is not None and len(fqdn) >= 3:
+        return not fqdn[0] & 0x04 and len(fqdn) > 3 and fqdn[-1] == 0  # 0x04: binary-encoded name
+    name = pkt.options.get(12)
+    return bool(name) and name[-1] == 0
 
 
 def _encapsulate(subs) -> list:

@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from bootstorm import cli, dnsmasq
-from bootstorm.config import (BootFile, Config, ProxyRange, PxePrompt, PxeService, TagRule,
+from bootstorm.config import (BootFile, Config, DhcpOption, ProxyRange, PxePrompt, PxeService, TagRule,
                               TftpConfig, VendorOption)
 from bootstorm.errors import ConfigError
 
@@ -238,50 +238,91 @@ def test_dhcp_options(tmp_path):
     d = dhcp(tmp_path, "dhcp-option=tag:x,vendor:PXEClient,10,05:48:69\n")
     assert d.prompts == [] and d.vendor_options == [VendorOption(code=10, hex="05:48:69", vendor="PXEClient",
                                                                  tags=["x"])]
-    assert "dhcp-option-pxe: option 66 in proxy replies" in error(tmp_path, HEAD + "dhcp-option-pxe=66,x\n")
     assert "unknown option name" in error(tmp_path, HEAD + "dhcp-option=option:bogus,1\n")
+
+
+# -- dhcp-option-pxe (dnsmasq 2.91): values typed by the option, as option.c parse_dhcp_opt
+
+@pytest.mark.parametrize("line, want", [
+    ("175,9:9", DhcpOption(code=175, hex="09:09")),
+    ("tag:x,tag:!y,3,0.0.0.0,1.2.3.4", DhcpOption(code=3, addresses=["0.0.0.0", "1.2.3.4"], tags=["x", "!y"])),
+    ("option:router,1.2.3.4", DhcpOption(code=3, addresses=["1.2.3.4"])),
+    ("66,1.2.3.4", DhcpOption(code=66, text="1.2.3.4")),  # a name, whatever it looks like
+    ("67,12", DhcpOption(code=67, text="12")),
+    ("13,5", DhcpOption(code=13, hex="00:05")),  # boot-file-size: 2 bytes
+    ("13,5b", DhcpOption(code=13, hex="05")),
+    ("58,1h", DhcpOption(code=58, hex="00:00:0e:10")),  # a time: seconds
+    ("51,2d", DhcpOption(code=51, hex="00:02:a3:00")),  # internal by name only
+    ("175,5", DhcpOption(code=175, hex="05")),  # untyped: as a vendor sub-option
+    ("120,1.2.3.4", DhcpOption(code=120, hex="01:01:02:03:04")),  # RFC 3361's encoding byte first
+    ("121,10.0.0.0/8,10.0.0.1", DhcpOption(code=121, hex="08:0a:0a:00:00:01")),
+    ("180", DhcpOption(code=180)),
+    ("option6:23,::1", None),  # DHCPv6: a note, nothing sent
+])
+def test_pxe_option_values(tmp_path, line, want):
+    d = dhcp(tmp_path, f"dhcp-option-pxe={line}\n")
+    assert d.options == ([want] if want else [])
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("vendor:PXEClient,6,2", "No vendor-encap options allowed in dhcp-option-pxe"),
+    ("encap:175,1,5", "encap: options in proxy replies: not supported"),
+    ("3,boot.lan", "bad IP address"),
+    ("option:lease-time,1h", "bad dhcp-option: dnsmasq sets option 51 (lease-time) itself"),
+    ("53,5", "dhcp-option too long"),  # dnsmasq takes the internal flag for a width
+    ("119,lan", "option 119 as names"),
+    ("0,1", "option 0 does not exist"),
+    ("175," + "x" * 256, "dhcp-option too long"),
+])
+def test_pxe_option_refused_as_dnsmasq_refuses_it(tmp_path, line, reason):
+    assert f"pxe.conf:3: dhcp-option-pxe: {reason}" in error(tmp_path, HEAD + f"dhcp-option-pxe={line}\n")
+
+
+def test_pxe_options_kept_in_config_order(tmp_path):
+    d = dhcp(tmp_path, "dhcp-option-pxe=175,1\ndhcp-option-pxe=176,2\ndhcp-option-pxe=175,3\n")
+    assert [(o.code, o.hex) for o in d.options] == [(175, "01"), (176, "02"), (175, "03")]
 
 
 # -- dhcp-option=vendor:CLASS,CODE,VALUE: option 43 sub-options (option.c parse_dhcp_opt values)
 
-@pytest.mark.parametrize("value, want, text", [
-    ("2b", "02", False),  # a number with a width letter: b 1 byte, s 2, i 4
-    ("2s", "0002", False),
-    ("2i", "00000002", False),
-    ("300b", "2c", False),  # cut to the width
-    ("2", "02", False),  # a plain number: the bytes it needs
-    ("300", "012c", False),
-    ("70000", "00011170", False),
-    ("-1", "ffffffff", False),  # a C int
-    ("-2b", "fe", False),
-    ("5-3", "05", False),  # atoi stops at the '-'
-    ("99999999999", "4876e7ff", False),  # strtol's long, kept in an int: the low 32 bits
-    ("01:02:ff", "0102ff", False),  # hex bytes
-    ("1:a", "010a", False),
-    ("0102:03", "0102", False),  # as many bytes as groups: the 03 is dropped
-    ("01::02", "010200", False),  # an empty group counts, filled with zero
-    ("ab:", "ab00", False),
-    ("192.168.1.2", "c0a80102", False),
-    ("1.2.3.4, 5.6.7.8", "0102030405060708", False),
-    ("10.1.0.0/16", "100a01", False),  # prefix length, then its significant bytes
-    ("10.1.2.3/0", "00", False),
-    ("ab", "6162", True),  # text
-    ("2x", "3278", True),
-    ("a:g", "613a67", True),
-    ("/srv/tftp", "2f7372762f74667470", True),
-    ("1 x", "312078", True),
-    ("b", "", True),  # a lone width letter is dropped, leaving empty text
-    ("", "", True),
-    (None, "", False),  # no value: an empty sub-option
+@pytest.mark.parametrize("value, want, kind", [
+    ("2b", "02", "bytes"),  # a number with a width letter: b 1 byte, s 2, i 4
+    ("2s", "0002", "bytes"),
+    ("2i", "00000002", "bytes"),
+    ("300b", "2c", "bytes"),  # cut to the width
+    ("2", "02", "bytes"),  # a plain number: the bytes it needs
+    ("300", "012c", "bytes"),
+    ("70000", "00011170", "bytes"),
+    ("-1", "ffffffff", "bytes"),  # a C int
+    ("-2b", "fe", "bytes"),
+    ("5-3", "05", "bytes"),  # atoi stops at the '-'
+    ("99999999999", "4876e7ff", "bytes"),  # strtol's long, kept in an int: the low 32 bits
+    ("01:02:ff", "0102ff", "bytes"),  # hex bytes
+    ("1:a", "010a", "bytes"),
+    ("0102:03", "0102", "bytes"),  # as many bytes as groups: the 03 is dropped
+    ("01::02", "010200", "bytes"),  # an empty group counts, filled with zero
+    ("ab:", "ab00", "bytes"),
+    ("192.168.1.2", "c0a80102", "addresses"),
+    ("1.2.3.4, 5.6.7.8", "0102030405060708", "addresses"),
+    ("10.1.0.0/16", "100a01", "bytes"),  # prefix length, then its significant bytes
+    ("10.1.2.3/0", "00", "bytes"),
+    ("ab", "6162", "text"),  # text
+    ("2x", "3278", "text"),
+    ("a:g", "613a67", "text"),
+    ("/srv/tftp", "2f7372762f74667470", "text"),
+    ("1 x", "312078", "text"),
+    ("b", "", "text"),  # a lone width letter is dropped, leaving empty text
+    ("", "", "text"),
+    (None, "", "bytes"),  # no value: an empty sub-option
 ])
-def test_vendor_option_values(value, want, text):
-    assert dnsmasq.option_value(value) == (bytes.fromhex(want), text)
+def test_vendor_option_values(value, want, kind):
+    assert dnsmasq.option_value(value) == (bytes.fromhex(want), kind)
 
 
 def test_vendor_option_quoted_value_is_text():
-    assert dnsmasq.option_value(H("2b")) == (b"2b", True)
-    assert dnsmasq.option_value(H("1.2.3.4")) == (b"1.2.3.4", True)
-    assert dnsmasq.option_value(H("a,b") + ", c") == (b"a,b, c", True)
+    assert dnsmasq.option_value(H("2b")) == (b"2b", "text")
+    assert dnsmasq.option_value(H("1.2.3.4")) == (b"1.2.3.4", "text")
+    assert dnsmasq.option_value(H("a,b") + ", c") == (b"a,b, c", "text")
 
 
 @pytest.mark.parametrize("value", ["1.2.3", "1.2.3.4.5", "256.1.1.1", "7/8", "1.2.3.4,", "1 2"])

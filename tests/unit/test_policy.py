@@ -10,7 +10,8 @@ import struct
 import pytest
 
 from bootstorm._native import dhcp
-from bootstorm.config import BootFile, DhcpConfig, ProxyRange, PxePrompt, PxeService, TagRule, VendorOption
+from bootstorm.config import (BootFile, DhcpConfig, DhcpOption, ProxyRange, PxePrompt, PxeService, TagRule,
+                              VendorOption)
 from bootstorm.policy import Policy
 
 MAGIC = b"\x63\x82\x53\x63"
@@ -25,7 +26,7 @@ RANGE = [ProxyRange(network="10.213.0.0")]
 
 
 def packet(arch=0, *, mtype=DISCOVER, vendor=None, user_class=None, opt175=False, mac=MAC, ciaddr=ZERO,
-           giaddr=ZERO, item=None, uuid=UUID, op=1, flags=0, max_size=None):
+           giaddr=ZERO, item=None, uuid=UUID, op=1, flags=0, max_size=None, extra=()):
     vendor = vendor if vendor is not None else f"PXEClient:Arch:{arch:05d}:UNDI:003000"
     opts = [(53, bytes((mtype,))), (93, struct.pack("!H", arch)), (60, vendor.encode())]
     if max_size is not None:
@@ -38,6 +39,7 @@ def packet(arch=0, *, mtype=DISCOVER, vendor=None, user_class=None, opt175=False
         opts.append((175, b"\x10\x01\x02"))
     if item is not None:
         opts.append((43, bytes((71, 4)) + struct.pack("!HH", *item) + b"\xff"))
+    opts += extra
     body = b"".join(bytes((c, len(v))) + v for c, v in opts) + b"\xff"
     hdr = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", op, 1, 6, 0, 42, 0, flags, ciaddr, ZERO, ZERO, giaddr,
                       mac.ljust(16, b"\0"), b"", b"")
@@ -467,3 +469,59 @@ def test_option_43_over_255_bytes_is_split_between_suboptions():
     # dnsmasq do_encap_opts: whole sub-options per instance, the end marker in the last one
     assert [len(p) for p in parts] == [3 + 6 + 9 + 205, 102 + 1]
     assert parts[1] == b"\x14\x64" + b"t" * 100 + b"\xff"
+
+
+# -- dhcp-option-pxe (dnsmasq 2.91): options of the config's own in proxy replies
+
+PXE_OPTIONS = [DhcpOption(code=175, hex="01"), DhcpOption(code=176, hex="02", tags=["!nothere"]),
+               DhcpOption(code=60, text="override"), DhcpOption(code=3, addresses=["0.0.0.0", "1.2.3.4"]),
+               DhcpOption(code=43, hex="ab:cd"), DhcpOption(code=175, hex="09:09"), DhcpOption(code=180)]
+
+
+def test_pxe_options_follow_option_43_newest_first_one_per_code():
+    """As dnsmasq 2.92 answered the same lines (in its proxy OFFER and 4011 ACK): after its
+    option 43, the newest line first; of two lines for a code the newer; a 43 and a 60 of the
+    config's sent besides dnsmasq's own; 0.0.0.0 the address the reply comes from."""
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services, options=PXE_OPTIONS)
+    for a in (answer(cfg, packet(0)), answer(cfg, packet(9, mtype=REQUEST, ciaddr=CLI), pxe_port=True)):
+        assert [c for c, _ in a.options[:5]] == [53, 54, 60, 97, 43]
+        assert a.options[5:] == [(180, b""), (175, b"\x09\x09"), (43, b"\xab\xcd"), (3, LOCAL + bytes([1, 2, 3, 4])),
+                                 (60, b"override"), (176, b"\x02")]
+
+
+def test_pxe_options_also_where_option_43_is_left_out_but_not_in_a_boot_server_ack():
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services, options=[DhcpOption(code=175, hex="01")])
+    redirect = answer(cfg, packet(7))  # UEFI on port 67: sent to port 4011, no menu
+    assert 43 not in opts(redirect) and redirect.options[-1] == (175, b"\x01")
+    ack = answer(cfg, packet(0, mtype=REQUEST, ciaddr=CLI, item=(32768, 0)), pxe_port=True)
+    assert ack.file == b"pxelinux.0" and 175 not in opts(ack)
+
+
+def test_pxe_options_pick_by_tags_as_dnsmasq_option_filter():
+    """Per code: an entry whose tags the client carries beats an untagged one, whatever their
+    order; one matched only with the range's own tag comes between the two."""
+    cfg = DhcpConfig(ranges=[ProxyRange(network="10.213.0.0", set="lab")], services=MENU.services,
+                     rules=[TagRule(set="bios", arch=[0])], options=[
+        DhcpOption(code=175, hex="01", tags=["bios"]), DhcpOption(code=175, hex="02"),
+        DhcpOption(code=176, hex="03", tags=["lab"]), DhcpOption(code=176, hex="04"),
+        DhcpOption(code=177, hex="05", tags=["bios"]), DhcpOption(code=177, hex="06", tags=["lab"]),
+        DhcpOption(code=178, hex="07", tags=["other"])])
+    bios, uefi = answer(cfg, packet(0)), answer(cfg, packet(7))
+    assert opts(bios)[175] == b"\x01" and opts(uefi)[175] == b"\x02"
+    assert opts(bios)[176] == opts(uefi)[176] == b"\x03"
+    assert opts(bios)[177] == b"\x05" and opts(uefi)[177] == b"\x06"
+    assert 178 not in opts(bios) and 178 not in opts(uefi)
+
+
+@pytest.mark.parametrize("extra, nul", [
+    ((), False),
+    (((12, b"pc1\0"),), True),  # a NUL-terminated host name: text options get one too
+    (((12, b"pc1"),), False),
+    (((81, b"\0\0\0pc1\0"),), True),  # option 81's name (flags, rcodes, name) rules over 12
+    (((81, b"\x04\0\0\3pc1\0"), (12, b"pc1\0")), False),  # binary-encoded: not that case
+])
+def test_pxe_text_options_nul_terminated_for_clients_that_send_one(extra, nul):
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services,
+                     options=[DhcpOption(code=66, text="boot.lan"), DhcpOption(code=175, hex="01")])
+    o = opts(answer(cfg, packet(0, extra=extra)))
+    assert o[66] == b"boot.lan" + b"\0" * nul and o[175] == b"\x01"
