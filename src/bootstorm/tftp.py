@@ -240,6 +240,11 @@ class TftpServer:
             return
         opcode, filename, mode, options = req
         running = self.by_client.get(client)
+        if running is not None and not self.config.single_port and self._last_window_out(running):
+            # a client that asks again at once from the port of a transfer it just finished:
+            # that transfer's last ACK may still wait on its own socket, unread: read it first
+            self.engine.poll()
+            running = self.by_client.get(client)
         if running is not None:
             if self.engine.acked(running) == 0 and self.transfers[running].request == data:
                 return  # a retransmitted RRQ: its transfer has not got through yet
@@ -294,6 +299,13 @@ class TftpServer:
         self.engine.begin(slot)
         if self._tick_handle is None:
             self._tick_handle = self._loop.call_later(TICK_S, self._tick)
+
+    def _last_window_out(self, slot: int) -> bool:
+        """Whether the transfer has sent its last window, after some progress (a retransmitted
+        RRQ comes before any, and must not let its transfer's first ACK make it a new one)."""
+        t = self.transfers[slot]
+        acked = self.engine.acked(slot)
+        return acked > 0 and acked + t.window > t.source.size // t.blksize
 
     def _shared_socket(self, local_ip: str) -> int:
         """The socket every lock-step transfer from this address shares (docs/tftp.md):

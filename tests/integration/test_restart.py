@@ -3,6 +3,10 @@ reused ephemeral port) is served at once; only an RRQ repeated before anything g
 counts as a retransmission."""
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 from tftp_harness import OP_DATA, RawClient, ack, make_file, sha256
 
 
@@ -59,3 +63,35 @@ def test_other_request_from_a_port_whose_transfer_never_started(tftp_server, tmp
         got = c.download(blksize=1468, max_seconds=10)
         assert sha256(got) == sha256(data)
     assert sorted(r["outcome"] for r in server.wait_transfers(2, 5)) == ["ok", "replaced"]
+
+
+def test_a_finished_transfer_is_not_replaced_by_the_next_request_read_first(tftp_server, tmp_path):
+    """A client that ends a transfer and at once asks again from the same port (PXE firmware
+    fetching its next file; a load generator reusing its socket): its last ACK goes to the
+    transfer's port, the new request to port 69, and the server may read the request first.
+    The transfer still ends `ok`, not `replaced` (which counts as failed). The server is
+    stopped while the client sends both, the request first, so that it reads it first."""
+    root = tmp_path / "root"
+    first = make_file(root, "first.bin", 3 * 512 + 7)
+    second = make_file(root, "second.bin", 600)
+    server = tftp_server(root)
+    with RawClient(server.addr) as c:
+        c.send_rrq("first.bin")
+        for block in (1, 2, 3, 4):
+            num, payload = c.expect(OP_DATA, 2)
+            assert (num, payload) == (block, first[(block - 1) * 512:block * 512])
+            if block < 4:
+                c.send(ack(block))
+        transfer = c.peer
+        time.sleep(0.2)  # the server gives up busy-polling for the ACK and sleeps
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            c.peer = None
+            c.send_rrq("second.bin")
+            c.send(ack(4), transfer)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert sha256(c.download(max_seconds=10)) == sha256(second)
+    records = server.wait_transfers(2, 5)
+    assert [(r["file"], r["outcome"], r["bytes"]) for r in records] == [
+        ("first.bin", "ok", str(len(first))), ("second.bin", "ok", str(len(second)))], records
