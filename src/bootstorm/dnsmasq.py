@@ -1410,9 +1410,10 @@ def _describe(a, local: bytes) -> dict:
 
     d = {"file": a.file.rstrip(b"\0").decode("latin-1"), "siaddr": addr(a.siaddr) if a.siaddr != bytes(4) else "",
          "sname": a.sname.rstrip(b"\0").decode("latin-1"), "menu": [], "prompt": None, "discovery": None,
-         "extra": []}
+         "extra": [], "configured": a.options[len(a.options) - a.configured:]}
+    own = a.options[:len(a.options) - a.configured]
     seen = set()
-    for code, value in _options(b"".join(v for c, v in a.options if c == 43)):  # RFC 3396: joined
+    for code, value in _options(b"".join(v for c, v in own if c == 43)):  # RFC 3396: joined
         if code in seen or code not in (6, 8, 9, 10, 71):  # a configured (vendor:) sub-option
             d["extra"].append((code, value))
         elif code == 6 and value:
@@ -1440,10 +1441,11 @@ def _fmt(d: dict) -> list[str]:
         out.append(f"boot file {d['file']!r}" + (f" from {d['siaddr']}" if d["siaddr"] else ""))
     if d["sname"]:
         out.append(f"server name {d['sname']!r}")
-    if d["extra"]:
-        out.append("vendor sub-options " + ", ".join(
-            f"{c} = {v.decode()!r}" if v and v.isascii() and v.decode().isprintable() else f"{c} = {v.hex(':') or '(empty)'}"
-            for c, v in d["extra"]))
+    for what, items in (("vendor sub-options", d["extra"]), ("options", d["configured"])):
+        if items:
+            out.append(f"{what} " + ", ".join(
+                f"{c} = {v.decode()!r}" if v and v.isascii() and v.decode().isprintable()
+                else f"{c} = {v.hex(':') or '(empty)'}" for c, v in items))
     return out
 
 
@@ -1610,7 +1612,8 @@ def _client(pol, label, arch, vendor, uc, local) -> tuple[list[str], set[str]]:
     if a is None:
         return ["nothing (no answer)"], files
     d = _describe(a, local)
-    redirect = arch >= 6 and not any(c == 43 for c, _ in a.options) and vendor.startswith("PXEClient")
+    own = a.options[:len(a.options) - a.configured]  # without the config's dhcp-option-pxe ones
+    redirect = arch >= 6 and not any(c == 43 for c, _ in own) and vendor.startswith("PXEClient")
     size, cut = _fit_line(label, a, 1, arch, vendor, uc, where=" in the offer on :67" if redirect else "")
     if redirect:
         steps.append("offer on :67 without a menu: asks again on port 4011")

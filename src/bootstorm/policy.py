@@ -49,6 +49,7 @@ class Answer:
     sname: bytes = b""
     file: bytes = b""
     options: list = field(default_factory=list)
+    configured: int = 0  # how many of the last options are the config's own (dhcp-option-pxe)
 
 
 @dataclass
@@ -65,11 +66,12 @@ class _Kind:
     file: bytes = b""
     head: list = field(default_factory=list)
     tail: list = field(default_factory=list)
+    configured: int = 0
 
     def answer(self, flags: int, ciaddr: bytes, uuid: bytes | None) -> Answer:
         options = self.head + [(OPT_UUID, uuid)] + self.tail if uuid else self.head + self.tail
         return Answer(self.message_type, flags | self.flags, ciaddr if self.echo_ciaddr else ZERO, ZERO,
-                      self.siaddr, self.sname, self.file, options)
+                      self.siaddr, self.sname, self.file, options, self.configured)
 
 
 _UNSEEN = object()
@@ -320,7 +322,8 @@ class Policy:
         if (on_pxe_port and single is None) or not redirect:
             a.tail = self._pxe_options(arch, tags, local, matched)
         if self.options:  # also where option 43 is left out
-            a.tail = a.tail + self._extra_options(base_tags, tags, bool(rng.set), local, nul_terminated)
+            extra = self._extra_options(base_tags, tags, bool(rng.set), local, nul_terminated)
+            a.tail, a.configured = a.tail + extra, len(extra)
         return a
 
     def _extra_options(self, base_tags, tags, range_tag, local, nul_terminated) -> list:

@@ -534,6 +534,18 @@ def test_check_output(tmp_path, capsys):
     assert "missing under the root: grubaa64.efi" in capsys.readouterr().out
 
 
+def test_check_shows_pxe_options_apart_from_option_43(tmp_path, capsys):
+    """A configured option 43 is shown among the options, not read as bootstorm's menu, and
+    does not hide a UEFI client's redirect to port 4011."""
+    f = conf(tmp_path, HEAD + "pxe-service=x86-64_EFI,UEFI,ipxe.efi\npxe-service=x86-64_EFI,Other,x.efi\n"
+                              "dhcp-option-pxe=43,ab:cd\ndhcp-option-pxe=175,1\n")
+    assert cli.main(["check", "--conf-file", f]) == 0
+    out = capsys.readouterr().out
+    assert "  UEFI x64 (arch 7):\n    offer on :67 without a menu: asks again on port 4011\n" \
+           "    port 4011: menu item 32768: 'UEFI'; menu item 32769: 'Other'; prompt 'PXE', waits for a key; " \
+           "options 175 = 01, 43 = ab:cd; reply" in out
+
+
 def test_check_reply_that_fits_every_client_has_no_size_warning(tmp_path, capsys):
     f = conf(tmp_path, SAMPLE.format(root=tmp_path))
     assert cli.main(["check", "--conf-file", f]) == 0
