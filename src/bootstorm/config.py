@@ -174,18 +174,27 @@ class DhcpOption(_Section):
     """A DHCP option added to ProxyDHCP replies to PXE clients, on port 67 and 4011 (dnsmasq
     dhcp-option-pxe): after option 43, the newest entry first, one per code (an entry whose tags
     the client carries beats an untagged one). At most one of `hex`, `text`, `addresses`; none
-    sends the option empty."""
+    sends the option empty. With `encap` or `vi-encap` it is a sub-option instead: every entry
+    of one encapsulating option whose tags the client carries goes into it, newest first."""
 
     code: int  # 1..254
     hex: str = ""  # bytes as hex digits, colons allowed
     text: str = ""  # UTF-8 text, NUL-terminated (if under 255 bytes) for clients that send
     # a NUL-terminated host name (option 12 or 81), as dnsmasq does for Windows clients
     addresses: list[str] = []  # IPv4 addresses; 0.0.0.0 is the address the reply comes from
+    encap: int | None = None  # a sub-option of this option (dnsmasq encap:N), e.g. 175 for iPXE
+    vi_encap: int | None = None  # a sub-option for this enterprise number in option 125 (RFC 3925)
     tags: list[str] = []
 
     def __post_init__(self) -> None:
         if not 1 <= self.code <= 254:
             raise ValueError(f"option code {self.code}: must be 1..254 (0 is a pad, 255 the end)")
+        if self.encap is not None and self.vi_encap is not None:
+            raise ValueError(f"option {self.code}: give encap or vi-encap, not both")
+        if self.encap is not None and not 1 <= self.encap <= 254:
+            raise ValueError(f"encap {self.encap}: must be 1..254")
+        if self.vi_encap is not None and not 0 <= self.vi_encap <= 0xFFFFFFFF:
+            raise ValueError(f"vi-encap {self.vi_encap}: an enterprise number is 0..4294967295")
         if sum(map(bool, (self.hex, self.text, self.addresses))) > 1:
             raise ValueError(f"option {self.code}: give one of hex, text and addresses")
         digits = self.hex.replace(":", "")
@@ -196,8 +205,9 @@ class DhcpOption(_Section):
                 socket.inet_pton(socket.AF_INET, a)
             except OSError:
                 raise ValueError(f"option {self.code}: {a!r} is not an IPv4 address") from None
-        if len(self.value) > OPTION_VALUE_MAX:
-            raise ValueError(f"option {self.code}: {len(self.value)} bytes, at most {OPTION_VALUE_MAX}")
+        most = OPTION_VALUE_MAX - (2 if self.encap is not None else 5 if self.vi_encap is not None else 0)
+        if len(self.value) > most:  # as dnsmasq: room for a sub-option's header, or 125's
+            raise ValueError(f"option {self.code}: {len(self.value)} bytes, at most {most}")
 
     @property
     def value(self) -> bytes:

@@ -921,11 +921,8 @@ class _Reader:
             raise self.error(where, name, "No vendor-encap options allowed in dhcp-option-pxe")
         if vendor is not None:
             self._vendor_option(tags, code, vendor, value, where, name)
-        elif pxe and encap:
-            raise self.error(where, name, f"{encap.split(':')[0]}: options in proxy replies: not "
-                             "supported by bootstorm (give the encapsulating option's bytes in hex)")
         elif pxe:
-            self._pxe_option(tags, code, value, where, name)
+            self._pxe_option(tags, code, value, encap, where, name)
         else:
             what = f"{encap.split(':')[0]}: option" if encap else f"option {code}"
             self.notes.append(f"{where}: {name}: {what}: dnsmasq sends {name} only with an address "
@@ -934,25 +931,35 @@ class _Reader:
     opt_dhcp_option_force = opt_dhcp_option
     opt_dhcp_option_pxe = opt_dhcp_option
 
-    def _pxe_option(self, tags, code, value, where, name):
-        """dhcp-option-pxe=[tag:..,]CODE,VALUE: option CODE in proxy replies (dnsmasq 2.91)."""
+    def _pxe_option(self, tags, code, value, encap, where, name):
+        """dhcp-option-pxe=[tag:..,][encap:N,|vi-encap:N,]CODE,VALUE: option CODE in proxy
+        replies (dnsmasq 2.91), or sub-option CODE of option N or of enterprise N in 125."""
         if not 1 <= code <= 254:
             raise self.error(where, name, f"option {code} does not exist (1..254; 0 is a pad and 255 "
                              "the end of the options)")
+        outer = {}
+        if encap:
+            kind, _, number = encap.partition(":")
+            outer = {"encap" if kind == "encap" else "vi_encap": _atoi(_unhide(number))}
         try:
-            data, kind = option_value(value, code)
+            data, kind = option_value(value, None if encap else code)  # a sub-option is untyped
+            if len(data) > OPTION_VALUE_MAX - (5 if "vi_encap" in outer else 2 if outer else 0):
+                raise ValueError("dhcp-option too long")
         except ValueError as exc:
             raise self.error(where, name, str(exc)) from None
-        if kind == "text":
-            try:
-                opt = DhcpOption(code=code, text=data.decode(), tags=tags)
-            except UnicodeDecodeError:
-                opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags)
-        elif kind == "addresses":
-            opt = DhcpOption(code=code, addresses=[socket.inet_ntoa(data[i:i + 4])
-                                                   for i in range(0, len(data), 4)], tags=tags)
-        else:
-            opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags)
+        try:
+            if kind == "text":
+                try:
+                    opt = DhcpOption(code=code, text=data.decode(), tags=tags, **outer)
+                except UnicodeDecodeError:
+                    opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags, **outer)
+            elif kind == "addresses" and not outer:  # in a sub-option 0.0.0.0 stays as it is
+                opt = DhcpOption(code=code, addresses=[socket.inet_ntoa(data[i:i + 4])
+                                                       for i in range(0, len(data), 4)], tags=tags)
+            else:
+                opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags, **outer)
+        except ValueError as exc:  # an encap number out of range
+            raise self.error(where, name, str(exc)) from None
         self.pxe_options.append(opt)
 
     def _vendor_option(self, tags, code, vendor, value, where, name):

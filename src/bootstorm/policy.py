@@ -28,6 +28,7 @@ OPTION43_CACHE_MAX = 4096
 KINDS_MAX = 4096  # replies kept per kind of client
 MENU_MAX = 253  # option 43 holds 255 bytes; each sub-option takes 2
 OPTION_MAX, OPT_END = 255, 255  # RFC 2132: an option's length byte; the end option
+OPT_VI_VENDOR, VI_ENCAP_MAX = 125, 250  # RFC 3925: enterprise number and data length first
 HTTP_CLIENT = "HTTPClient"
 ZERO = b"\0\0\0\0"
 
@@ -147,10 +148,15 @@ class Policy:
                            + [(v.code, v.value, v.vendor.encode(), v.tags) for v in config.vendor_options])
         self.vendor_specific = [i for i, sub in enumerate(self.suboptions) if sub[2]]
         # dhcp-option-pxe entries as dnsmasq keeps them, the newest line first: (code, value, tags,
-        # text: NUL-terminated for some clients, addresses: 0.0.0.0 is the server's own)
+        # text: NUL-terminated for some clients, addresses: 0.0.0.0 is the server's own); and the
+        # sub-options, (outer, code, value, tags, text), outer ("encap", N) or ("vi-encap", N)
+        newest = list(reversed(config.options))
         self.options = [(o.code, o.value, o.tags, bool(o.text), "0.0.0.0" in o.addresses)
-                        for o in reversed(config.options)]
-        self.text_options = any(o[3] for o in self.options)
+                        for o in newest if o.encap is None and o.vi_encap is None]
+        self.suboptions_of = [(("encap", o.encap) if o.encap is not None else ("vi-encap", o.vi_encap),
+                               o.code, o.value, o.tags, bool(o.text))
+                              for o in newest if o.encap is not None or o.vi_encap is not None]
+        self.text_options = any(o.text for o in newest)
         self.kinds: dict[tuple, _Kind | None] = {}  # answer()'s facts -> reply, or None (silence)
         # dnsmasq answers PXE only once a pxe-service or pxe-prompt exists
         self.enabled = bool(config.services or config.prompts)
@@ -321,7 +327,7 @@ class Policy:
         a.head = [(53, bytes((a.message_type,))), (OPT_SERVER_ID, local)] + head
         if (on_pxe_port and single is None) or not redirect:
             a.tail = self._pxe_options(arch, tags, local, matched)
-        if self.options:  # also where option 43 is left out
+        if self.options or self.suboptions_of:  # also where option 43 is left out
             extra = self._extra_options(base_tags, tags, bool(rng.set), local, nul_terminated)
             a.tail, a.configured = a.tail + extra, len(extra)
         return a
@@ -352,6 +358,21 @@ class Policy:
                 value = b"".join(local if value[j:j + 4] == ZERO else value[j:j + 4]
                                  for j in range(0, len(value), 4))
             out.append((code, value))
+        # then each encapsulating option (handle_encap), in the order of its newest entry, with
+        # every sub-option whose tags the client carries (none picked over another here)
+        groups: dict[tuple, list] = {}
+        for outer, code, value, want, text in self.suboptions_of:
+            subs = groups.setdefault(outer, [])
+            if _tags_match(want, tags):  # NUL-terminated text in encap: only (not in 125)
+                nul = text and nul_terminated and outer[0] == "encap"
+                subs.append((code, value + b"\0" if nul else value))
+        for (kind, number), subs in groups.items():
+            if kind == "encap":
+                out += _encapsulate(subs, number)
+            elif subs:
+                data = b"".join(bytes((c, len(v))) + v for c, v in subs)
+                if len(data) <= VI_ENCAP_MAX:  # else dnsmasq logs "cannot send RFC3925 option"
+                    out.append((OPT_VI_VENDOR, number.to_bytes(4, "big") + bytes((len(data),)) + data))
         return out
 
     def _http_boot(self, tags, local, head):
@@ -484,8 +505,8 @@ def _nul_terminates(pkt) -> bool:
     return bool(name) and name[-1] == 0
 
 
-def _encapsulate(subs) -> list:
-    """Sub-options -> option 43 instances as dnsmasq's do_encap_opts fills them: whole
+def _encapsulate(subs, outer: int = OPT_VENDOR_SPECIFIC) -> list:
+    """Sub-options -> instances of option `outer` (43) as dnsmasq's do_encap_opts fills them: whole
     sub-options, up to 255 bytes each, the end marker in the last; none at all for no
     sub-options. Where dnsmasq would write a 256-byte instance (255 bytes and the end) the
     end goes into an instance of its own (beyond dnsmasq: a length of 256 wraps to 0)."""
@@ -502,4 +523,4 @@ def _encapsulate(subs) -> list:
         chunks.append(chunk)
         chunk = b""
     chunks.append(chunk + bytes((OPT_END,)))
-    return [(OPT_VENDOR_SPECIFIC, c) for c in chunks]
+    return [(outer, c) for c in chunks]

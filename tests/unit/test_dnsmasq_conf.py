@@ -258,6 +258,10 @@ def test_dhcp_options(tmp_path):
     ("121,10.0.0.0/8,10.0.0.1", DhcpOption(code=121, hex="08:0a:0a:00:00:01")),
     ("180", DhcpOption(code=180)),
     ("option6:23,::1", None),  # DHCPv6: a note, nothing sent
+    ("tag:ipxe,encap:175,176,1b", DhcpOption(code=176, hex="01", encap=175, tags=["ipxe"])),
+    ("encap:175,3,0.0.0.0", DhcpOption(code=3, hex="00:00:00:00", encap=175)),  # untyped, as is
+    ("encap:175,190,admin", DhcpOption(code=190, text="admin", encap=175)),
+    ("vi-encap:3561,1,x", DhcpOption(code=1, text="x", vi_encap=3561)),
 ])
 def test_pxe_option_values(tmp_path, line, want):
     d = dhcp(tmp_path, f"dhcp-option-pxe={line}\n")
@@ -266,7 +270,9 @@ def test_pxe_option_values(tmp_path, line, want):
 
 @pytest.mark.parametrize("line, reason", [
     ("vendor:PXEClient,6,2", "No vendor-encap options allowed in dhcp-option-pxe"),
-    ("encap:175,1,5", "encap: options in proxy replies: not supported"),
+    ("encap:175," + "1," + "x" * 254, "dhcp-option too long"),  # a sub-option's 2 bytes too
+    ("vi-encap:3561," + "1," + "x" * 251, "dhcp-option too long"),  # and 125's 5
+    ("encap:0,1,5", "encap 0: must be 1..254"),
     ("3,boot.lan", "bad IP address"),
     ("option:lease-time,1h", "bad dhcp-option: dnsmasq sets option 51 (lease-time) itself"),
     ("53,5", "dhcp-option too long"),  # dnsmasq takes the internal flag for a width

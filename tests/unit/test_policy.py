@@ -525,3 +525,35 @@ def test_pxe_text_options_nul_terminated_for_clients_that_send_one(extra, nul):
                      options=[DhcpOption(code=66, text="boot.lan"), DhcpOption(code=175, hex="01")])
     o = opts(answer(cfg, packet(0, extra=extra)))
     assert o[66] == b"boot.lan" + b"\0" * nul and o[175] == b"\x01"
+
+
+def test_pxe_suboptions_grouped_by_their_option_after_the_plain_ones():
+    """encap:N and vi-encap:N entries (dnsmasq handle_encap): each outer option in the order of
+    its newest entry, holding every entry whose tags the client carries, newest first, two of
+    one code included; 125 as enterprise number, length, sub-options; text NUL-terminated for
+    a client whose name is, in encap: only."""
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services, rules=[TagRule(set="bios", arch=[0])], options=[
+        DhcpOption(code=176, hex="01", encap=175), DhcpOption(code=1, text="x", vi_encap=3561),
+        DhcpOption(code=190, text="admin", encap=175, tags=["bios"]), DhcpOption(code=180, hex="07"),
+        DhcpOption(code=176, hex="02", encap=175), DhcpOption(code=5, hex="09", encap=43, tags=["other"])])
+    bios = answer(cfg, packet(0))
+    assert bios.options[5:] == [
+        (180, b"\x07"), (175, bytes([176, 1, 2, 190, 5]) + b"admin" + bytes([176, 1, 1, 255])),
+        (125, (3561).to_bytes(4, "big") + bytes([3, 1, 1]) + b"x")]  # no 43: its one entry's tag is not set
+    assert bios.configured == 3
+    uefi = answer(cfg, packet(9, extra=((12, b"pc\0"),)))
+    assert opts(uefi)[175] == bytes([176, 1, 2, 176, 1, 1, 255])
+    assert opts(uefi)[125] == (3561).to_bytes(4, "big") + bytes([3, 1, 1]) + b"x"
+    named = answer(cfg, packet(0, extra=((12, b"pc\0"),)))
+    assert opts(named)[175] == bytes([176, 1, 2, 190, 6]) + b"admin\0" + bytes([176, 1, 1, 255])
+
+
+def test_pxe_suboptions_over_255_bytes_split_and_125_over_250_left_out():
+    cfg = DhcpConfig(ranges=RANGE, services=MENU.services, options=[
+        DhcpOption(code=c, hex="ab" * 100, encap=175) for c in (1, 2, 3)] + [
+        DhcpOption(code=c, hex="cd" * 100, vi_encap=9) for c in (1, 2, 3)])
+    a = answer(cfg, packet(0))
+    parts = [v for c, v in a.options if c == 175]
+    assert [len(p) for p in parts] == [204, 103]  # two whole sub-options, then one and the end
+    assert b"".join(parts) == b"".join(bytes((c, 100)) + b"\xab" * 100 for c in (3, 2, 1)) + b"\xff"
+    assert 125 not in opts(a)
