@@ -9,6 +9,7 @@ from .conftest import NBP_FILES, _client_for
 from .flood import KINDS, run_flood
 
 SRV = netns.SERVER_ADDR
+SRV_HEX = bytes(map(int, SRV.split("."))).hex()
 
 MENU_TOML = """
 [tftp]
@@ -124,3 +125,25 @@ def test_a_reply_cut_for_a_small_client_is_logged_and_counted(lan, client, serve
     (line,) = re.findall(r"dhcp-reply-cut .*", bs.log)
     assert line == f"dhcp-reply-cut options left out: 43 mac={lan['cli'].mac} max_size=548", line
     assert _stats(bs.log)["cut_replies"] == 1
+
+
+def test_pxe_options_from_a_dnsmasq_conf_reach_the_client(lan, servers, client):
+    """dhcp-option-pxe lines (dnsmasq 2.91) through the drop-in contract, on the wire: after
+    option 43 on port 67 (BIOS) and 4011 (UEFI, no 43 on 67 but the options still), newest
+    line first, 0.0.0.0 as the server's address, iPXE's encap:175 sub-options in one 175."""
+    servers.bootstorm(lan["srv"], body=(
+        "dhcp-range=10.213.0.0,proxy\n"
+        'pxe-service=x86PC,"Network Boot",pxelinux\n'
+        'pxe-service=x86-64_EFI,"UEFI",ipxe.efi\npxe-service=x86-64_EFI,"Other",bootx64.efi\n'
+        "dhcp-option-pxe=encap:175,176,1b\n"  # iPXE: no proxyDHCP wait
+        "dhcp-option-pxe=209,pxelinux.cfg/lab\n"
+        "dhcp-option-pxe=option:ntp-server,0.0.0.0\n"
+        "dhcp-option-pxe=encap:175,190,admin\n"))
+    want = [[42, SRV_HEX], [209, b"pxelinux.cfg/lab".hex()],
+            [175, (bytes([190, 5]) + b"admin" + bytes([176, 1, 1, 255])).hex()]]
+    bios = client.discover(0).reply
+    assert [c for c, _ in bios["options"]][:5] == [53, 54, 60, 97, 43] and bios["options"][5:] == want
+    uefi = client.discover(7).reply
+    assert 43 not in [c for c, _ in uefi["options"]] and uefi["options"][-3:] == want
+    ack = client.request_4011(7, sport=4011).reply
+    assert ack["pxe"]["menu"] and ack["options"][-3:] == want
