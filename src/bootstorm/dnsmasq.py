@@ -888,6 +888,9 @@ class _Reader:
                     raise self.error(where, name, f"vendor:{vendor} with option:{_unhide(f[7:])}: give "
                                      "the PXE sub-option's number (a name means a DHCP option, not a "
                                      "sub-option of option 43)")
+                if encap is not None and name == "dhcp-option-pxe":  # dnsmasq would type its value
+                    raise self.error(where, name, f"{encap} with option:{_unhide(f[7:])}: give the "
+                                     "sub-option's number (a name means a DHCP option)")
             elif f.startswith("option6:"):
                 if vendor is not None:
                     raise self.error(where, name, "unsupported encapsulation for IPv6 option")

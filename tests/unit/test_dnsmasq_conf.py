@@ -273,6 +273,7 @@ def test_pxe_option_values(tmp_path, line, want):
     ("encap:175," + "1," + "x" * 254, "dhcp-option too long"),  # a sub-option's 2 bytes too
     ("vi-encap:3561," + "1," + "x" * 251, "dhcp-option too long"),  # and 125's 5
     ("encap:0,1,5", "encap 0: must be 1..254"),
+    ("encap:175,option:router,1.2.3.4", "encap:175 with option:router: give the sub-option's number"),
     ("3,boot.lan", "bad IP address"),
     ("option:lease-time,1h", "bad dhcp-option: dnsmasq sets option 51 (lease-time) itself"),
     ("53,5", "dhcp-option too long"),  # dnsmasq takes the internal flag for a width
