@@ -51,6 +51,7 @@ class Answer:
     file: bytes = b""
     options: list = field(default_factory=list)
     configured: int = 0  # how many of the last options are the config's own (dhcp-option-pxe)
+    delayed: bool = True  # dhcp-reply-delay applies: dnsmasq delays proxy replies, not boot-server ACKs
 
 
 @dataclass
@@ -395,7 +396,7 @@ class Policy:
             rng = r if r is not None and _tags_match(r.tags, tags) else None
         if service is None or not service.file or rng is None:
             return None
-        a = Answer(ACK, pkt.flags, yiaddr=pkt.ciaddr)
+        a = Answer(ACK, pkt.flags, yiaddr=pkt.ciaddr, delayed=False)
         if service.server_name:
             a.siaddr = self.resolve(service.server_name)
         elif service.server:

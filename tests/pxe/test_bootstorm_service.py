@@ -147,3 +147,18 @@ def test_pxe_options_from_a_dnsmasq_conf_reach_the_client(lan, servers, client):
     assert 43 not in [c for c, _ in uefi["options"]] and uefi["options"][-3:] == want
     ack = client.request_4011(7, sport=4011).reply
     assert ack["pxe"]["menu"] and ack["options"][-3:] == want
+
+
+def test_reply_delay_holds_proxy_replies_not_boot_server_acks(lan, servers, client, tftp_root):
+    """dhcp-reply-delay, as dnsmasq applies it: the proxy OFFER (and the 4011 ACK) leave
+    no sooner than the delay after the request, so that the site's DHCP server answers
+    first; the boot-server ACK, which no DHCP server competes for, leaves at once."""
+    delay = 2
+    servers.bootstorm(lan["srv"], body=(
+        f"dhcp-range=10.213.0.0,proxy\ndhcp-reply-delay={delay}\n"
+        'pxe-service=x86PC,"Network Boot",pxelinux\npxe-service=x86PC,"Local"\n'))
+    with client.batch():
+        offer = client.discover(0, wait=delay + 2)
+        ack = client.boot_server_request((0x8000, 0), wait=delay + 2)
+    assert offer.reply["msg_type"] == "OFFER" and offer.reply["t"] >= delay
+    assert ack.reply["file"] == "pxelinux.0" and ack.reply["t"] < delay
