@@ -227,6 +227,19 @@ class BootFile(_Section):
         _check_fields(self.file, self.server_name)
 
 
+class ReplyDelay(_Section):
+    """A reply delay for clients that carry `tags` (dnsmasq dhcp-reply-delay=tag:...)."""
+
+    seconds: float
+    tags: list[str]
+
+    def __post_init__(self) -> None:
+        if not self.tags:
+            raise ValueError("a reply-delays entry needs tags (the delay for every client is reply-delay)")
+        if self.seconds < 0:
+            raise ValueError(f"reply delay {self.seconds}: must be 0 or more seconds")
+
+
 class ProxyRange(_Section):
     """A subnet answered in proxy mode (dnsmasq dhcp-range=ADDR,proxy[,MASK])."""
 
@@ -252,7 +265,8 @@ class DhcpConfig(_Section):
     options: list[DhcpOption] = []  # extra options in proxy replies (dhcp-option-pxe)
     rules: list[TagRule] = []
     ignore: list[list[str]] = []  # clients carrying all tags of one entry get nothing
-    reply_delay: float = 0.0
+    reply_delay: float = 0.0  # seconds before a proxy reply, unless an entry of reply_delays fits
+    reply_delays: list[ReplyDelay] = []  # the first whose tags the client carries wins
     hosts: dict[str, str] = {}  # server names -> addresses, for server-name lookups
 
 

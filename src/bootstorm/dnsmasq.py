@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import msgspec
 
 from bootstorm.config import (OPTION_VALUE_MAX, VENDOR_OPTION_MAX, BootFile, Config, DhcpConfig, DhcpOption,
-                              ProxyRange, PxePrompt, PxeService, TagRule, TftpConfig, VendorOption)
+                              ProxyRange, PxePrompt, PxeService, ReplyDelay, TagRule, TftpConfig,
+                              VendorOption)
 from bootstorm.errors import ConfigError
 
 DEFAULT_CONF_FILE = "/etc/dnsmasq.conf"  # read when no --conf-file is given, if it exists
@@ -388,6 +389,7 @@ class _Reader:
         self.ignore: list[list[str]] = []
         self.vendors: list[str] = []
         self.reply_delay: tuple | None = None
+        self.reply_delays: list[ReplyDelay] = []  # dhcp-reply-delay=tag:..., newest first
         self.interfaces: list[str] = []
         self.tftp_interfaces: list[str] = []
         self.tftp_roots: dict[str, str] = {}
@@ -732,10 +734,10 @@ class _Reader:
         tags, f = self._tags(_split(arg), where)
         if len(f) != 1 or not f[0].isdigit():
             raise self.error(where, name, "expected [tag:...,]SECONDS")
-        if tags:
-            raise self.error(where, name, "a delay for some tags only: bootstorm has one delay for "
-                             "every client (missing: tags on [dhcp] reply-delay); drop the tags")
-        self.reply_delay = (int(f[0]), where)
+        if tags:  # dnsmasq prepends each line: the newest that fits wins
+            self.reply_delays.insert(0, ReplyDelay(seconds=int(f[0]), tags=tags))
+        else:
+            self.reply_delay = (int(f[0]), where)
 
     def opt_dhcp_pxe_vendor(self, arg, where, name):
         for f in _split(arg):
@@ -1167,7 +1169,7 @@ class _Reader:
                 vendor_classes=vendors, http_boot=http_boot, ranges=self.ranges,
                 services=self.services, boot=self.boots[::-1],  # dnsmasq prepends: the last wins
                 **self._suboptions(), options=self.pxe_options,
-                rules=rules, ignore=ignore, reply_delay=delay, hosts=hosts)
+                rules=rules, ignore=ignore, reply_delay=delay, reply_delays=self.reply_delays, hosts=hosts)
         except (ValueError, msgspec.ValidationError) as exc:
             raise ConfigError(f"dhcp: {exc}") from None
 

@@ -51,7 +51,7 @@ class Answer:
     file: bytes = b""
     options: list = field(default_factory=list)
     configured: int = 0  # how many of the last options are the config's own (dhcp-option-pxe)
-    delayed: bool = True  # dhcp-reply-delay applies: dnsmasq delays proxy replies, not boot-server ACKs
+    delay: float = 0.0  # seconds before it leaves (dhcp-reply-delay: proxy replies, not boot-server ACKs)
 
 
 @dataclass
@@ -69,11 +69,12 @@ class _Kind:
     head: list = field(default_factory=list)
     tail: list = field(default_factory=list)
     configured: int = 0
+    delay: float = 0.0
 
     def answer(self, flags: int, ciaddr: bytes, uuid: bytes | None) -> Answer:
         options = self.head + [(OPT_UUID, uuid)] + self.tail if uuid else self.head + self.tail
         return Answer(self.message_type, flags | self.flags, ciaddr if self.echo_ciaddr else ZERO, ZERO,
-                      self.siaddr, self.sname, self.file, options, self.configured)
+                      self.siaddr, self.sname, self.file, options, self.configured, self.delay)
 
 
 _UNSEEN = object()
@@ -296,7 +297,7 @@ class Policy:
             return None
         if rng is None or not _tags_match(rng.tags, tags) or ignore:
             return None
-        a = _Kind(OFFER if mtype == DISCOVER else ACK)
+        a = _Kind(OFFER if mtype == DISCOVER else ACK, delay=self._delay(tags))
         if mtype == DISCOVER or no_ciaddr:
             a.flags = BROADCAST_FLAG
         else:
@@ -376,12 +377,18 @@ class Policy:
                     out.append((OPT_VI_VENDOR, number.to_bytes(4, "big") + bytes((len(data),)) + data))
         return out
 
+    def _delay(self, tags) -> float:
+        """dnsmasq apply_delay: the first tagged delay whose tags the client carries, else the
+        delay for every client."""
+        return next((d.seconds for d in self.config.reply_delays if _tags_match(d.tags, tags)),
+                    self.config.reply_delay)
+
     def _http_boot(self, tags, local, head):
         """beyond dnsmasq: UEFI HTTP Boot takes a URL in `file`, no menu, no port 4011."""
         boot = self.find_boot(tags)
         if boot is None or not boot.file:
             return None
-        a = _Kind(OFFER, flags=BROADCAST_FLAG, file=boot.file.encode())
+        a = _Kind(OFFER, flags=BROADCAST_FLAG, file=boot.file.encode(), delay=self._delay(tags))
         a.head = [(53, bytes((OFFER,))), (OPT_SERVER_ID, local)] + head
         return a
 
@@ -396,7 +403,7 @@ class Policy:
             rng = r if r is not None and _tags_match(r.tags, tags) else None
         if service is None or not service.file or rng is None:
             return None
-        a = Answer(ACK, pkt.flags, yiaddr=pkt.ciaddr, delayed=False)
+        a = Answer(ACK, pkt.flags, yiaddr=pkt.ciaddr)
         if service.server_name:
             a.siaddr = self.resolve(service.server_name)
         elif service.server:

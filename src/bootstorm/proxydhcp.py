@@ -148,8 +148,8 @@ class ProxyDhcpServer:
             self._log_cut(f"options left out: {','.join(map(str, self._dropped))}", mac=pkt.mac.hex(":"),
                           max_size=pkt.max_message_size)
         dest, ifindex_out = self._destination(pkt, answer, src, on_pxe_port, ifindex)
-        if self.config.reply_delay > 0 and answer.delayed:
-            self._loop.call_later(self.config.reply_delay, self._send, sock, reply, dest, ifindex_out)
+        if answer.delay > 0:
+            self._loop.call_later(answer.delay, self._send, sock, reply, dest, ifindex_out)
         else:
             self._send(sock, reply, dest, ifindex_out)
         self.counters["answered"] += 1

@@ -7,8 +7,8 @@ import msgspec
 import pytest
 
 from bootstorm import cli, dnsmasq
-from bootstorm.config import (BootFile, Config, DhcpOption, ProxyRange, PxePrompt, PxeService, TagRule,
-                              TftpConfig, VendorOption)
+from bootstorm.config import (BootFile, Config, DhcpOption, ProxyRange, PxePrompt, PxeService, ReplyDelay,
+                              TagRule, TftpConfig, VendorOption)
 from bootstorm.errors import ConfigError
 
 HEAD = "port=0\ndhcp-range=192.168.1.0,proxy\n"
@@ -218,7 +218,12 @@ def test_vendor_delay_interfaces(tmp_path):
     assert d.reply_delay == 2.0
     assert d.interfaces == ["eth1", "eth2"] and d.except_interfaces == ["lo", "eth3"]
     assert dhcp(tmp_path, "dhcp-pxe-vendor=PXEClient,HTTPClient\n").http_boot
-    assert "drop the tags" in error(tmp_path, HEAD + "dhcp-reply-delay=tag:x,2\n")
+    # tagged delays: dnsmasq keeps the newest line first, and the first that fits wins
+    d = dhcp(tmp_path, "dhcp-reply-delay=tag:a,1\ndhcp-reply-delay=3\ndhcp-reply-delay=tag:b,tag:!c,2\n"
+                       "dhcp-reply-delay=4\n")
+    assert d.reply_delay == 4.0
+    assert d.reply_delays == [ReplyDelay(seconds=2, tags=["b", "!c"]), ReplyDelay(seconds=1, tags=["a"])]
+    assert "expected [tag:...,]SECONDS" in error(tmp_path, HEAD + "dhcp-reply-delay=tag:x\n")
 
 
 def test_interface_name_tag_rejected(tmp_path):

@@ -10,8 +10,8 @@ import struct
 import pytest
 
 from bootstorm._native import dhcp
-from bootstorm.config import (BootFile, DhcpConfig, DhcpOption, ProxyRange, PxePrompt, PxeService, TagRule,
-                              VendorOption)
+from bootstorm.config import (BootFile, DhcpConfig, DhcpOption, ProxyRange, PxePrompt, PxeService, ReplyDelay,
+                              TagRule, VendorOption)
 from bootstorm.policy import Policy
 
 MAGIC = b"\x63\x82\x53\x63"
@@ -557,3 +557,17 @@ def test_pxe_suboptions_over_255_bytes_split_and_125_over_250_left_out():
     assert [len(p) for p in parts] == [204, 103]  # two whole sub-options, then one and the end
     assert b"".join(parts) == b"".join(bytes((c, 100)) + b"\xab" * 100 for c in (3, 2, 1)) + b"\xff"
     assert 125 not in opts(a)
+
+
+def test_reply_delay_by_tags_and_none_for_the_boot_server_ack():
+    """dnsmasq apply_delay: the first tagged delay the client fits (its range's tag counts),
+    else the delay for everyone; the boot-server ACK is never delayed."""
+    cfg = DhcpConfig(ranges=[ProxyRange(network="10.213.0.0", set="lab")], services=MENU.services,
+                     rules=[TagRule(set="bios", arch=[0])], reply_delay=1,
+                     reply_delays=[ReplyDelay(seconds=3, tags=["bios", "!lab"]), ReplyDelay(seconds=2, tags=["lab"])])
+    assert answer(cfg, packet(0)).delay == 2  # bios, but in range lab: the second entry
+    assert answer(cfg, packet(9)).delay == 2
+    assert answer(cfg, packet(9, mtype=REQUEST, ciaddr=CLI), pxe_port=True).delay == 2
+    assert answer(DhcpConfig(ranges=RANGE, services=MENU.services, reply_delay=1), packet(0)).delay == 1
+    ack = answer(cfg, packet(0, mtype=REQUEST, ciaddr=CLI, item=(32768, 0)), pxe_port=True)
+    assert ack.file == b"pxelinux.0" and ack.delay == 0
