@@ -158,7 +158,6 @@ int udpio_recv(int fd, char *buf, size_t len, struct sockaddr_in *from)
 
 #define UDPIO_IN_MAX 64
 #define UDPIO_IN_CTL CMSG_SPACE(sizeof(struct in_pktinfo))
-#define UDPIO_OUT_MAX 64
 
 struct udpio_batch {
     struct mmsghdr in[UDPIO_IN_MAX];
@@ -242,7 +241,7 @@ void udpio_batch_unadd(udpio_batch *b)
     }
 }
 
-int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost)
+int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost, unsigned char *went)
 {
     int sent = 0, i, j;
     *bytes = 0;
@@ -251,8 +250,11 @@ int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost)
     for (i = 0; i < b->out_n; i++)
         b->out[i].msg_len = 0;
     sent = sendmmsg_all(fd, b->out, b->out_n, lost);
-    for (j = 0; j < b->out_n; j++)
+    for (j = 0; j < b->out_n; j++) {
         *bytes += b->out[j].msg_len;
+        if (went)
+            went[j] = b->out[j].msg_len > 0;
+    }
     b->out_n = 0;
     b->out_used = 0;
     return sent;

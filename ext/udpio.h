@@ -44,6 +44,7 @@ int udpio_batch_pktinfo(udpio_batch *b, int i, int *ifindex, struct in_addr *loc
  * choice; both copied), or NULL when the batch is full: flush it and ask again. len is at
  * most UDPIO_OUT_BYTES. */
 #define UDPIO_OUT_BYTES (256 * 1024)
+#define UDPIO_OUT_MAX 64 /* datagrams one batch holds */
 char *udpio_batch_add(udpio_batch *b, const struct sockaddr_in *to, const struct in_addr *from,
                       size_t len);
 /* Take back the datagram added last (its content could not be read). */
@@ -51,8 +52,9 @@ void udpio_batch_unadd(udpio_batch *b);
 /* Send what was added, in order; the batch is empty afterwards. Returns the datagrams the
  * kernel took, with their bytes in *bytes; *lost says how many it did not take (dropped,
  * as on a congested link: their transfers' timers resend them). A datagram that fails is
- * tried once more (the error may be another peer's), then skipped: the rest still go. */
-int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost);
+ * tried once more (the error may be another peer's), then skipped: the rest still go.
+ * went[i], if went is not NULL, says whether the i-th datagram added went. */
+int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *bytes, int *lost, unsigned char *went);
 
 /* One entry of the socket's error queue (IP_RECVERR): 1 when it is ICMP port
  * unreachable, with the peer that sent it in *peer; 0 for any other error; -EAGAIN when

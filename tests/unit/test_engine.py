@@ -1733,6 +1733,13 @@ def test_shared_one_undeliverable_peer_does_not_drop_the_rest_of_a_batch():
         assert native.parse_reply(b.recv(600))[:2] == (DATA, 2)
         assert len(started) == 1 and e.send_errors == 1  # A's DATA 1, nothing else
         assert e.stats()["send_calls"] == 3  # C's and B's DATA 1, then the batch
+        # A's DATA 1 never left: an ACK for it is no progress, and no DATA 2 is tried
+        started[0].sendto(native.build_ack(1), addr)
+        end = time.monotonic() + 2
+        while e.packets_in < 3 and time.monotonic() < end:
+            select.select([e.fileno()], [], [], 0.1)
+            e.poll()
+        assert e.packets_in == 3 and e.send_errors == 1
     finally:
         e.abort_all()
         for s in (c, b, *started):

@@ -12,6 +12,13 @@ cdef enum XferState:
 cdef extern from "udpio.h" nogil:
     ctypedef struct udpio_batch:
         pass
+    enum: UDPIO_OUT_MAX
+
+
+cdef struct Queued:         # a DATA in the batch being filled: whose, and which block
+    int32_t slot
+    uint32_t gen
+    uint64_t block
 
 
 cdef struct Xfer:
@@ -67,6 +74,9 @@ cdef class Engine:
     cdef uint32_t by_peer_mask
     cdef udpio_batch *batch       # a shared socket's datagrams in and replies out
     cdef int batch_fd             # the shared socket being drained: its sends are batched
+    cdef Queued queued[UDPIO_OUT_MAX]  # the batch's DATA, in order, and which of them went
+    cdef unsigned char went[UDPIO_OUT_MAX]
+    cdef int nqueued
     cdef int request_fd           # the shared socket that also takes requests (single-port), or -1
     cdef list requests            # requests read from it, for take_requests()
     cdef int nrequests            # len(requests), kept in C

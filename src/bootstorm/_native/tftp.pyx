@@ -66,7 +66,7 @@ cdef extern from "udpio.h" nogil:
     enum: UDPIO_IN_LEN
     char *udpio_batch_add(udpio_batch *b, const sockaddr_in *to, const in_addr *src, size_t n)
     void udpio_batch_unadd(udpio_batch *b)
-    int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *nbytes, int *lost)
+    int udpio_batch_flush(int fd, udpio_batch *b, uint64_t *nbytes, int *lost, unsigned char *went)
     int udpio_read_error(int fd, sockaddr_in *peer)
 
 cdef extern from "fsopen.h" nogil:
@@ -796,12 +796,20 @@ cdef class Engine:
     cdef void flush_batch(self, int fd) noexcept:
         """Send the DATA queued while draining a shared socket (all of it DATA)."""
         cdef uint64_t nbytes
-        cdef int lost
-        cdef int sent = udpio_batch_flush(fd, self.batch, &nbytes, &lost)
+        cdef int lost, i
+        cdef Xfer *x
+        cdef int sent = udpio_batch_flush(fd, self.batch, &nbytes, &lost, self.went)
         self.send_calls += sent + lost > 0
         self.packets_out += <uint64_t>sent
         self.bytes_out += nbytes - <uint64_t>sent * HEADER_LEN
         self.send_errors += <uint64_t>lost
+        for i in range(self.nqueued if lost else 0):
+            # a block that did not leave is not sent (send_window counted it so when queued)
+            x = &self.xfers[self.queued[i].slot]
+            if (not self.went[i] and x.state != XFER_FREE and x.gen == self.queued[i].gen
+                    and x.sent >= self.queued[i].block):
+                x.sent = self.queued[i].block - 1
+        self.nqueued = 0
 
     cdef void read_errors(self, int fd) noexcept:
         """A shared socket's ICMP errors (IP_RECVERR): port unreachable ends the transfer of
@@ -901,6 +909,8 @@ cdef class Engine:
                 if buf == NULL:  # full: send what it holds
                     self.flush_batch(x.sock)
                     buf = udpio_batch_add(self.batch, &x.peer, src, blen + HEADER_LEN)
+                self.queued[self.nqueued] = Queued(slot, x.gen, b)
+                self.nqueued += 1
             total = 0
             for i in range(nseg):
                 blk = b + <uint64_t>i
@@ -923,6 +933,7 @@ cdef class Engine:
                 if r < 0 or <size_t>r != total or not self.file_unchanged(x):
                     if buf != self.scratch:
                         udpio_batch_unadd(self.batch)
+                        self.nqueued -= 1
                     self.finish(slot, OUT_FILE_CHANGED, 0)
                     return -1
             if buf != self.scratch:
