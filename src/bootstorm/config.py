@@ -143,6 +143,14 @@ VENDOR_OPTION_MAX = 253
 OPTION_VALUE_MAX = 255  # an option's length byte
 
 
+def _hex_bytes(digits: str) -> bytes:
+    """The bytes of a `hex` field: two hex digits per byte, colons allowed."""
+    plain = digits.replace(":", "")
+    if len(plain) % 2 or any(c not in "0123456789abcdefABCDEF" for c in plain):
+        raise ValueError(f"hex {digits!r}: two hex digits per byte, colons allowed")
+    return bytes.fromhex(plain)
+
+
 class VendorOption(_Section):
     """A sub-option added to option 43 of PXE replies (dnsmasq dhcp-option=vendor:CLASS,CODE,VALUE):
     after the discovery control, prompt, boot servers and menu bootstorm builds, then after the
@@ -157,16 +165,13 @@ class VendorOption(_Section):
     def __post_init__(self) -> None:
         if not 1 <= self.code <= 254:
             raise ValueError(f"sub-option code {self.code}: must be 1..254 (0 is a pad, 255 the end)")
-        digits = self.hex.replace(":", "")
-        if len(digits) % 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-            raise ValueError(f"hex {self.hex!r}: two hex digits per byte, colons allowed")
         if len(self.value) > VENDOR_OPTION_MAX:
             raise ValueError(f"sub-option {self.code}: {len(self.value)} bytes, at most "
                              f"{VENDOR_OPTION_MAX} fit in option 43")
 
     @property
     def value(self) -> bytes:
-        return bytes.fromhex(self.hex.replace(":", "")) + self.text.encode()
+        return _hex_bytes(self.hex) + self.text.encode()
 
 
 
@@ -197,9 +202,6 @@ class DhcpOption(_Section):
             raise ValueError(f"vi-encap {self.vi_encap}: an enterprise number is 0..4294967295")
         if sum(map(bool, (self.hex, self.text, self.addresses))) > 1:
             raise ValueError(f"option {self.code}: give one of hex, text and addresses")
-        digits = self.hex.replace(":", "")
-        if len(digits) % 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-            raise ValueError(f"hex {self.hex!r}: two hex digits per byte, colons allowed")
         for a in self.addresses:
             try:
                 socket.inet_pton(socket.AF_INET, a)
@@ -211,7 +213,7 @@ class DhcpOption(_Section):
 
     @property
     def value(self) -> bytes:
-        return (bytes.fromhex(self.hex.replace(":", "")) + self.text.encode()
+        return (_hex_bytes(self.hex) + self.text.encode()
                 + b"".join(socket.inet_aton(a) for a in self.addresses))
 
 

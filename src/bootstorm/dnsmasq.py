@@ -188,6 +188,17 @@ def _atoi(s: str) -> int:
     return max(-_LONG_MAX - 1, min(_LONG_MAX, int(m.group()))) if m else 0
 
 
+def _text_or_hex(data: bytes, is_text: bool) -> dict[str, str]:
+    """An option value as the native config keeps it: `text` when it came from text and is
+    UTF-8, else `hex`."""
+    if is_text:
+        try:
+            return {"text": data.decode()}
+        except UnicodeDecodeError:
+            pass
+    return {"hex": data.hex(":")}
+
+
 def option_value(value: str | None, code: int | None = None) -> tuple[bytes, str]:
     """The bytes of a dhcp-option value, read as dnsmasq's option.c parse_dhcp_opt reads it, and
     their kind: "text", "addresses" (IPv4 addresses alone, whose 0.0.0.0 dnsmasq sends as its own
@@ -953,16 +964,11 @@ class _Reader:
         except ValueError as exc:
             raise self.error(where, name, str(exc)) from None
         try:
-            if kind == "text":
-                try:
-                    opt = DhcpOption(code=code, text=data.decode(), tags=tags, **outer)
-                except UnicodeDecodeError:
-                    opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags, **outer)
-            elif kind == "addresses" and not outer:  # in a sub-option 0.0.0.0 stays as it is
+            if kind == "addresses" and not outer:  # in a sub-option 0.0.0.0 stays as it is
                 opt = DhcpOption(code=code, addresses=[socket.inet_ntoa(data[i:i + 4])
                                                        for i in range(0, len(data), 4)], tags=tags)
             else:
-                opt = DhcpOption(code=code, hex=data.hex(":"), tags=tags, **outer)
+                opt = DhcpOption(code=code, tags=tags, **outer, **_text_or_hex(data, kind == "text"))
         except ValueError as exc:  # an encap number out of range
             raise self.error(where, name, str(exc)) from None
         self.pxe_options.append(opt)
@@ -977,20 +983,12 @@ class _Reader:
                              "it and break the client's parse)")
         try:
             data, kind = option_value(value)
-            is_text = kind == "text"
         except ValueError as exc:
             raise self.error(where, name, str(exc)) from None
         if len(data) > VENDOR_OPTION_MAX:
             raise self.error(where, name, f"dhcp-option too long: {len(data)} bytes, a sub-option of "
                              f"option 43 holds at most {VENDOR_OPTION_MAX}")
-        text = None
-        if is_text:
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                pass
-        opt = VendorOption(code=code, hex="" if text is not None else data.hex(":"), text=text or "",
-                           vendor=vendor, tags=tags)
+        opt = VendorOption(code=code, vendor=vendor, tags=tags, **_text_or_hex(data, kind == "text"))
         self.suboptions.append((self.bank, opt))
         vendors = self.vendors or ["PXEClient"]
         samples = [f"{v}:Arch:{a:05d}:UNDI:003016" for v in vendors for a in range(12)]
@@ -1423,7 +1421,8 @@ def _describe(a, local: bytes) -> dict:
     d = {"file": a.file.rstrip(b"\0").decode("latin-1"), "siaddr": addr(a.siaddr) if a.siaddr != bytes(4) else "",
          "sname": a.sname.rstrip(b"\0").decode("latin-1"), "menu": [], "prompt": None, "discovery": None,
          "extra": [], "configured": a.options[len(a.options) - a.configured:]}
-    own = a.options[:len(a.options) - a.configured]
+    own = a.options[:len(a.options) - a.configured]  # without the config's dhcp-option-pxe ones
+    d["option43"] = any(c == 43 for c, _ in own)
     seen = set()
     for code, value in _options(b"".join(v for c, v in own if c == 43)):  # RFC 3396: joined
         if code in seen or code not in (6, 8, 9, 10, 71):  # a configured (vendor:) sub-option
@@ -1624,8 +1623,7 @@ def _client(pol, label, arch, vendor, uc, local) -> tuple[list[str], set[str]]:
     if a is None:
         return ["nothing (no answer)"], files
     d = _describe(a, local)
-    own = a.options[:len(a.options) - a.configured]  # without the config's dhcp-option-pxe ones
-    redirect = arch >= 6 and not any(c == 43 for c, _ in own) and vendor.startswith("PXEClient")
+    redirect = arch >= 6 and not d["option43"] and vendor.startswith("PXEClient")
     size, cut = _fit_line(label, a, 1, arch, vendor, uc, where=" in the offer on :67" if redirect else "")
     if redirect:
         steps.append("offer on :67 without a menu: asks again on port 4011")

@@ -880,7 +880,7 @@ cdef class Engine:
     cdef int send_window(self, int32_t slot) noexcept:
         """Send blocks acked+1 .. acked+window; retransmits what was sent before."""
         cdef Xfer *x = &self.xfers[slot]
-        cdef uint64_t first = x.acked + 1, last = x.acked + x.window, b, blk, resent, went
+        cdef uint64_t first = x.acked + 1, last = x.acked + x.window, b, blk, resent, sent_to
         cdef size_t seg = x.blksize + HEADER_LEN, total, blen = 0
         cdef int per_chunk, nseg, i, r, gso = self.gso
         cdef iovec iov[GSO_MAX_SEGMENTS]
@@ -899,7 +899,7 @@ cdef class Engine:
         if per_chunk > GSO_MAX_SEGMENTS:
             per_chunk = GSO_MAX_SEGMENTS
         b = first
-        went = first - 1  # the last block that left (or was queued) in this call
+        sent_to = first - 1  # the last block that left (or was queued) in this call
         while b <= last:
             nseg = <int>(last - b + 1) if last - b + 1 < <uint64_t>per_chunk else per_chunk
             buf = self.scratch
@@ -963,13 +963,13 @@ cdef class Engine:
                 resent = (x.sent if x.sent < b + <uint64_t>r - 1 else b + <uint64_t>r - 1) - b + 1
                 self.retransmits += resent
                 x.retransmits += <uint32_t>resent
-            went = b + <uint64_t>r - 1
+            sent_to = b + <uint64_t>r - 1
             if r < nseg:
                 break
             b += <uint64_t>nseg
-        if went > x.sent:  # only blocks that left: an ACK beyond them is no progress, and
+        if sent_to > x.sent:  # only blocks that left: an ACK beyond them is no progress, and
             # their first sending later is no retransmission
-            x.sent = went
+            x.sent = sent_to
         x.deadline_ms = self.now_ms + x.rto_ms
         return 0
 
