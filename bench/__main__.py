@@ -102,6 +102,7 @@ def cases(quick: bool, s3_python: bool) -> list[dict]:
     # and each run lands either "fast" or "slow" for every server): 3 runs per repetition
     C.append(dict(id="S1", group="S1", kind="tftp", file="small.bin", concurrency=200, transfers=n1,
                   blksize=1468, windowsize=None, max_seconds=120, metric="transfers_per_s", per_rep=3,
+                  variants=["null-shared"],  # the CPU floor of a lock-step storm (bench/peers.py)
                   title=f"S1 small-file storm: {n1} x 40 KiB, 200 concurrent, blksize 1468, no windowsize"))
     big = 16 if quick else 64
     for bs in (1468, 65464):

@@ -11,6 +11,11 @@
  * a duplicate ACK resends the window after it), no access checks: never expose it.
  * It exits after --max-seconds.  If loadgen against this reaches far higher rates than
  * against the real servers, loadgen is not what limits the measurement.
+ *
+ * With --shared, every lock-step transfer (windowsize 1) shares one unconnected socket
+ * instead: the ACKs of a wake-up are read by one recvmmsg and the DATA they release leave
+ * in one sendmmsg, the fewest system calls per block a UDP server can make (bootstorm's
+ * shared port does the same): the floor of server CPU per GB for a lock-step storm.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -69,6 +74,10 @@ static int get_file(const char *name, const unsigned char **map, uint64_t *size)
     return 0;
 }
 static struct xfer xs[MAXT];
+#define SHARED (-2)           /* xfer.fd of a transfer on the shared socket */
+static int sfd = -1;          /* --shared: the socket lock-step transfers share */
+static int16_t byport[65536]; /* --shared: client port -> slot + 1 (clients are on loopback) */
+#define BATCH 64
 static unsigned char hdr[MAXT][MAXW][4];
 
 static void send_window(struct xfer *x, int slot)
@@ -92,9 +101,57 @@ static void send_window(struct xfer *x, int slot)
 
 static void close_x(int epfd, int i)
 {
-    epoll_ctl(epfd, EPOLL_CTL_DEL, xs[i].fd, NULL);
-    close(xs[i].fd);
+    if (xs[i].fd == SHARED) {
+        byport[ntohs(xs[i].peer.sin_port)] = 0;
+    } else {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, xs[i].fd, NULL);
+        close(xs[i].fd);
+    }
     xs[i].fd = -1;
+}
+
+/* --shared: read the shared socket's ACKs a batch at a time; the DATA they release leave
+ * in one sendmmsg per batch, each to its own peer. */
+static void drain_shared(int epfd)
+{
+    static struct mmsghdr in[BATCH], out[BATCH];
+    static struct sockaddr_in from[BATCH];
+    static struct iovec iniov[BATCH], outiov[BATCH][2];
+    static unsigned char inbuf[BATCH][16], outhdr[BATCH][4];
+    for (int round = 0; round < 16; round++) {
+        for (int k = 0; k < BATCH; k++) {
+            iniov[k].iov_base = inbuf[k]; iniov[k].iov_len = sizeof inbuf[k];
+            memset(&in[k].msg_hdr, 0, sizeof in[k].msg_hdr);
+            in[k].msg_hdr.msg_name = &from[k]; in[k].msg_hdr.msg_namelen = sizeof from[k];
+            in[k].msg_hdr.msg_iov = &iniov[k]; in[k].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(sfd, in, BATCH, MSG_DONTWAIT, NULL), m = 0;
+        if (n <= 0) return;
+        for (int k = 0; k < n; k++) {
+            const unsigned char *b = inbuf[k];
+            int i = byport[ntohs(from[k].sin_port)] - 1;
+            if (i < 0 || in[k].msg_len < 4 || from[k].sin_addr.s_addr != xs[i].peer.sin_addr.s_addr) continue;
+            struct xfer *x = &xs[i];
+            if (b[1] == 5) { close_x(epfd, i); continue; }
+            if (b[1] != 4) continue;
+            uint16_t d = (uint16_t)(((b[2] << 8) | b[3]) - (uint16_t)x->acked);
+            if (d > 1) continue;
+            x->acked += d;
+            if (x->acked >= x->nblocks) { close_x(epfd, i); continue; }
+            uint64_t blk = x->acked + 1, off = (blk - 1) * x->bs;
+            uint64_t len = off >= x->fsize ? 0 : (x->fsize - off < x->bs ? x->fsize - off : x->bs);
+            unsigned char *h = outhdr[m];
+            h[0] = 0; h[1] = 3; h[2] = (blk >> 8) & 0xff; h[3] = blk & 0xff;
+            outiov[m][0].iov_base = h; outiov[m][0].iov_len = 4;
+            outiov[m][1].iov_base = (void *)(x->map + (off < x->fsize ? off : 0)); outiov[m][1].iov_len = len;
+            memset(&out[m].msg_hdr, 0, sizeof out[m].msg_hdr);
+            out[m].msg_hdr.msg_name = &x->peer; out[m].msg_hdr.msg_namelen = sizeof x->peer;
+            out[m].msg_hdr.msg_iov = outiov[m]; out[m].msg_hdr.msg_iovlen = 2;
+            m++;
+        }
+        if (m) sendmmsg(sfd, out, m, 0);
+        if (n < BATCH) return;
+    }
 }
 
 int main(int argc, char **argv)
@@ -107,6 +164,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--root")) root = argv[i + 1];
         else if (!strcmp(argv[i], "--max-seconds")) max_s = atof(argv[i + 1]);
     }
+    int shared = argc > 1 && !strcmp(argv[argc - 1], "--shared");
     if (!port || !root) { fprintf(stderr, "usage: nullserver --port P --root DIR\n"); return 2; }
 
     int epfd = epoll_create1(0);
@@ -119,6 +177,14 @@ int main(int argc, char **argv)
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = MAXT};
     epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev);
     for (int i = 0; i < MAXT; i++) xs[i].fd = -1;
+    if (shared) {
+        sfd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        struct sockaddr_in me = a; me.sin_port = 0;
+        setsockopt(sfd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+        if (bind(sfd, (struct sockaddr *)&me, sizeof me) < 0) { perror("bind"); return 2; }
+        struct epoll_event sev = {.events = EPOLLIN, .data.u32 = MAXT + 1};
+        epoll_ctl(epfd, EPOLL_CTL_ADD, sfd, &sev);
+    }
     fprintf(stderr, "nullserver listening on 127.0.0.1:%d\n", port);
 
     struct timespec t0, t;
@@ -132,6 +198,7 @@ int main(int argc, char **argv)
         int ne = epoll_wait(epfd, evs, 256, 500);
         for (int e = 0; e < ne; e++) {
             uint32_t id = evs[e].data.u32;
+            if (id == MAXT + 1) { drain_shared(epfd); continue; }
             if (id == MAXT) { /* RRQs */
                 for (int k = 0; k < 256; k++) {
                     struct sockaddr_in from; socklen_t fl = sizeof from;
@@ -142,7 +209,7 @@ int main(int argc, char **argv)
                     int i = -1;
                     for (int j = 0; j < MAXT; j++) {
                         int c = (freehint + j) % MAXT;
-                        if (xs[c].fd < 0) { i = c; break; }
+                        if (xs[c].fd == -1) { i = c; break; }
                     }
                     if (i < 0) continue;
                     freehint = i + 1;
@@ -172,6 +239,19 @@ int main(int argc, char **argv)
                         field++; p += l + 1;
                     }
                     x->nblocks = x->fsize / x->bs + 1;
+                    if (shared && x->ws == 1 && !byport[ntohs(from.sin_port)]) {
+                        x->fd = SHARED;
+                        byport[ntohs(from.sin_port)] = (int16_t)(i + 1);
+                        if (ol > 2) {
+                            sendto(sfd, oack, ol, 0, (struct sockaddr *)&from, sizeof from);
+                        } else {  /* DATA 1 */
+                            unsigned char d1[4 + 65464] = {0, 3, 0, 1};
+                            uint64_t l1 = x->fsize < x->bs ? x->fsize : x->bs;
+                            memcpy(d1 + 4, x->map, l1);
+                            sendto(sfd, d1, 4 + l1, 0, (struct sockaddr *)&from, sizeof from);
+                        }
+                        continue;
+                    }
                     x->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
                     struct sockaddr_in me = a; me.sin_port = 0;
                     bind(x->fd, (struct sockaddr *)&me, sizeof me);

@@ -506,8 +506,18 @@ class NullServer(Peer):
         return [str(self.EXE), "--port", str(port), "--root", root, "--max-seconds", "900"]
 
 
+class NullShared(NullServer):
+    """nullserver --shared: lock-step transfers on one socket, a batch of ACKs per recvmmsg
+    and their DATA in one sendmmsg; the floor of server CPU per GB for S1 (bench/tftp.py)."""
+
+    name = "null-shared"
+
+    def argv(self, root, port):
+        return super().argv(root, port) + ["--shared"]
+
+
 PEERS: dict[str, type[Peer]] = {p.name: p for p in (
-    Dnsmasq, Dnsmasq292, TftpdHpa, Atftpd, Bootstorm, Tftpy, Py3tftp, Fbtftp, NullServer)}
+    Dnsmasq, Dnsmasq292, TftpdHpa, Atftpd, Bootstorm, Tftpy, Py3tftp, Fbtftp, NullServer, NullShared)}
 # null is in every run: what the load generator and the kernel allow any server on this machine
 DEFAULT_PEERS = ["dnsmasq", "dnsmasq-2.92", "tftpd-hpa", "atftpd", "bootstorm", "tftpy", "py3tftp", "fbtftp",
                  "null"]

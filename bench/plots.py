@@ -19,7 +19,8 @@ from bench.report import ceilings, med, order, summarize  # noqa: E402
 
 COLORS = {"bootstorm": "#d62728", "bootstorm-wbm1m": "#ff7f0e", "bootstorm-w1": "#d62728", "bootstorm-w2": "#ff9896",
           "dnsmasq": "#1f77b4", "dnsmasq-2.92": "#17becf", "tftpd-hpa": "#2ca02c", "atftpd": "#9467bd", "tftpy": "#8c564b",
-          "py3tftp": "#e377c2", "fbtftp": "#7f7f7f", "null": "#bcbd22"}
+          "py3tftp": "#e377c2", "fbtftp": "#7f7f7f", "null": "#bcbd22",
+          "null-shared": "#dbdb8d"}
 
 
 def bars(ax, cids, summ, metric, ylabel, log=False, scale=1.0):

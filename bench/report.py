@@ -7,7 +7,8 @@ from __future__ import annotations
 import statistics
 
 C_PEERS = ["dnsmasq", "dnsmasq-2.92", "tftpd-hpa", "atftpd"]
-PEER_ORDER = ["dnsmasq", "dnsmasq-2.92", "tftpd-hpa", "atftpd", "tftpy", "py3tftp", "fbtftp", "null"]
+PEER_ORDER = ["dnsmasq", "dnsmasq-2.92", "tftpd-hpa", "atftpd", "tftpy", "py3tftp", "fbtftp", "null",
+              "null-shared"]
 
 
 def _get(r: dict, path: str):
@@ -127,11 +128,13 @@ def goals(result, summ) -> list[tuple[str, str, str]]:
         row("S1 server CPU s/GB <= 0.6x dnsmasq", rfmt(c), None if c is None else c <= 0.6)
         row("S1 p99 latency <= dnsmasq", f"{fmt(p)} ms vs {fmt(pd)} ms",
             None if p is None or pd is None else p <= pd)
-        tn = ratio(get("S1", "null", "transfers_per_s"), get("S1", "dnsmasq", "transfers_per_s"))
-        cn = ratio(get("S1", "null", "cpu_s_per_gb"), get("S1", "dnsmasq", "cpu_s_per_gb"))
-        if tn is not None:
-            G.append(("(bench/nullserver.c, a C server with no checks, timers or logging, in the same run)",
-                      f"{rfmt(tn)} transfers/s, {rfmt(cn)} CPU s/GB", "for information"))
+        for srv, what in (("null", "bench/nullserver.c, a C server with no checks, timers or logging"),
+                          ("null-shared", "the same with `--shared`: one socket, a batch per system call")):
+            tn = ratio(get("S1", srv, "transfers_per_s"), get("S1", "dnsmasq", "transfers_per_s"))
+            cn = ratio(get("S1", srv, "cpu_s_per_gb"), get("S1", "dnsmasq", "cpu_s_per_gb"))
+            if tn is not None:
+                G.append((f"({what}, in the same run)", f"{rfmt(tn)} transfers/s, {rfmt(cn)} CPU s/GB",
+                          "for information"))
     k = "S2 b1468 w16"
     if k in summ:
         t = ratio(get(k, b, "mb_per_s"), get(k, "atftpd", "mb_per_s"))
