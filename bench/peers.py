@@ -409,7 +409,7 @@ class Bootstorm(Peer):
         cmd = cls._cmd()
         if not cmd:
             return False, "no `bootstorm` command (and no importable bootstorm.cli + __main__)"
-        return True, " ".join(cmd)
+        return True, f"{' '.join(cmd)} (PYTHONPATH={REPO / 'src'}: this checkout's code)"
 
     def env(self):
         return self._pyenv()
