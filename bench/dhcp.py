@@ -6,7 +6,8 @@ Topology (tests/pxe/netns.py's Lan, removed in ``finally``): ``bs-srv-PID-n`` (s
 10.213.0.1/24) and ``bs-cli-PID-n`` (load generator, eth0 10.213.0.50/24) joined by one veth
 pair.  Addresses exist only inside the namespaces.
 Both servers read the same dnsmasq conf file (proxy mode, pxe-service and pxe-prompt);
-bootstorm by its drop-in contract ``bootstorm --conf-file=F --keep-in-foreground``.
+bootstorm by its drop-in contract ``bootstorm --conf-file=F --no-daemon`` (as dnsmasq runs:
+its debug mode, where both keep root).
 Each measurement starts the server fresh in its cgroup (CPU of all its processes), runs
 ``dhcpgen`` (bench/dhcpgen.c) in the client namespace: DISCOVERs to :67 from many MACs,
 then REQUESTs to :4011, and stops the server.
@@ -90,7 +91,7 @@ class DhcpServer:
             cmd = dnsmasq_argv(conf, PEERS[name].exe())
             env = None
         else:
-            cmd = [*Bootstorm._cmd(), f"--conf-file={conf}", "--keep-in-foreground"]
+            cmd = [*Bootstorm._cmd(), f"--conf-file={conf}", "--no-daemon"]
             env = Bootstorm._pyenv()
         self.log = wd / f"{name}.log"
         self._logf = open(self.log, "wb")

@@ -98,8 +98,9 @@ async def _await_workers(fd: int, count: int, stop: asyncio.Event, timeout: floa
     return True
 
 
-def run_services(config, log_format: str = "text", workers: int = 1) -> int:
-    """Run TFTP and ProxyDHCP as configured until SIGINT/SIGTERM."""
+def run_services(config, log_format: str = "text", workers: int = 1, become=None) -> int:
+    """Run TFTP and ProxyDHCP as configured until SIGINT/SIGTERM; with `become` (a
+    privileges.Identity), as that user once the ports are bound and the roots open."""
     import uvloop
 
     from bootstorm._native import tftp as native
@@ -134,6 +135,13 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
     async def run() -> None:
         loop = asyncio.get_running_loop()
         services = []
+
+        def give_up(message: str) -> None:
+            print(f"bootstorm: {message}", file=sys.stderr)
+            for s in services:
+                s.close()
+            raise SystemExit(1)
+
         try:
             if config.tftp is not None:
                 tftp = TftpServer(config.tftp, log, reuse_port=workers > 1)
@@ -141,11 +149,18 @@ def run_services(config, log_format: str = "text", workers: int = 1) -> int:
             if config.dhcp is not None and lead:  # a few packets per client: one process
                 services.append(ProxyDhcpServer(config.dhcp, log))
         except OSError as exc:
-            print(f"bootstorm: cannot listen: {exc.strerror}"
-                  f"{' (ports below 1024 need root)' if exc.errno == 13 else ''}", file=sys.stderr)
-            for s in services:
-                s.close()
-            raise SystemExit(1)
+            give_up(f"cannot listen: {exc.strerror}"
+                    f"{' (ports below 1024 need root)' if exc.errno == 13 else ''}")
+        if become is not None:
+            from bootstorm import privileges
+
+            try:
+                privileges.drop(become)
+            except OSError as exc:
+                give_up(f"cannot change to user {become.user}, group {become.group}: {exc.strerror or exc}")
+            if lead:
+                announce("privileges", f"running as user {become.user}, group {become.group}"
+                         + (", keeping CAP_NET_ADMIN only" if become.uid else ""))
         for s in services:
             s.start(loop)
             if isinstance(s, ProxyDhcpServer) and config.tftp is not None:

@@ -560,12 +560,9 @@ class _Reader:
 
     def opt_user(self, arg, where, name):
         self.settings.user = _unhide(arg) or None
-        self.notes.append(f"{where}: user: bootstorm does not change user; run it as that user "
-                          "(systemd User= with AmbientCapabilities=CAP_NET_BIND_SERVICE)")
 
     def opt_group(self, arg, where, name):
         self.settings.group = _unhide(arg) or None
-        self.notes.append(f"{where}: group: bootstorm does not change group; use systemd Group=")
 
     def opt_log_facility(self, arg, where, name):
         value = _unhide(arg)
@@ -1719,7 +1716,7 @@ See `bootstorm check --conf-file FILE` and docs/migrating-from-dnsmasq.md.
 
 def run(argv: list[str]) -> int:
     """dnsmasq-style invocation: parse like dnsmasq, then serve."""
-    from bootstorm import cli
+    from bootstorm import cli, privileges
 
     try:
         result = parse_args(argv)
@@ -1743,6 +1740,13 @@ def run(argv: list[str]) -> int:
     if s.test:
         print("bootstorm: syntax check OK.")
         return 0
+    become = None
+    if os.getuid() == 0 and not s.debug:  # as dnsmasq: root is given up, except with -d
+        try:
+            become = privileges.resolve(s.user, s.group)
+        except ConfigError as exc:
+            print(f"bootstorm: {exc}", file=sys.stderr)
+            return 2
     if config.tftp is None and config.dhcp is None:
         print("bootstorm: nothing to serve: no enable-tftp and no dhcp-range=...,proxy", file=sys.stderr)
         return 2
@@ -1758,7 +1762,7 @@ def run(argv: list[str]) -> int:
         with open(s.pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")
     try:
-        return cli.run_services(config)
+        return cli.run_services(config, become=become)
     finally:
         if s.pid_file:
             try:

@@ -92,7 +92,7 @@ class TftpServer:
         self.rootfd = self._open_root(config.root)
         self.iface_rootfds = {name: self._open_root(d) for name, d in config.roots.items()}
         self.next_port = 0  # rotates through port_range
-        self.euid = os.geteuid()
+        self.euid = os.geteuid()  # again at start(): root may be given up in between
         self.engine = native.Engine(config.max_transfers, self._on_done)
         self.transfers: list[_Transfer | None] = [None] * config.max_transfers
         self.by_client: dict[tuple[str, int], int] = {}  # a retransmitted RRQ starts nothing
@@ -136,6 +136,7 @@ class TftpServer:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self.euid = os.geteuid()
         if not self.config.single_port:
             loop.add_reader(self.sock.fileno(), self._on_requests)
             self.watch(self.sock.fileno())

@@ -9,7 +9,7 @@ site-specific values are placeholders, filled in by :func:`render`:
 The rendered file is written once and read, unmodified, by both servers:
 
     dnsmasq --no-daemon --port=0 --pid-file= --dhcp-leasefile=WD/leases --conf-file=F
-    bootstorm --conf-file=F --keep-in-foreground
+    bootstorm --conf-file=F --no-daemon
 
 (the lease file is only moved out of /var/lib/misc: dnsmasq opens one whenever DHCP is on).
 """

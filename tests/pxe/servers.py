@@ -146,8 +146,10 @@ def start_dnsmasq(host: Host, body: str, *, workdir: Path, ports: Iterable[int] 
 def start_bootstorm(host: Host, *, conf_file: Path | None = None, toml: Path | None = None,
                     body: str | None = None, workdir: Path, extra: Sequence[str] = (),
                     ports: Iterable[int] = (67, 4011)) -> Server:
-    """bootstorm by its contract: ``bootstorm --conf-file=F --keep-in-foreground`` (dnsmasq
-    syntax) or ``bootstorm serve --config F.toml``; ready on ``ProxyDHCP listening``.
+    """bootstorm by its contract: ``bootstorm --conf-file=F --no-daemon`` (dnsmasq syntax, in
+    the debug mode the dnsmasq reference runs in: both keep root, where ``-k`` would make both
+    give it up, tests/pxe/test_privileges.py) or ``bootstorm serve --config F.toml``; ready
+    on ``ProxyDHCP listening``.
     ``body`` writes the conf file exactly as :func:`start_dnsmasq` does for dnsmasq
     (same header lines), so both servers read the same file."""
     if body is not None:
@@ -155,7 +157,7 @@ def start_bootstorm(host: Host, *, conf_file: Path | None = None, toml: Path | N
     exe = shutil.which("bootstorm")
     base = [exe] if exe else [sys.executable, "-m", "bootstorm"]
     if conf_file is not None:
-        argv = [*base, f"--conf-file={conf_file}", "--keep-in-foreground", *extra]
+        argv = [*base, f"--conf-file={conf_file}", "--no-daemon", *extra]
     elif toml is not None:
         argv = [*base, "serve", "--config", str(toml), *extra]
     else:

@@ -65,7 +65,7 @@ def _serve(host: Host, kind: str, root: Path, single_port: bool, workdir: Path):
     conf = dnsmasq_conf(workdir, body)  # the very same file as dnsmasq's
     exe = shutil.which("bootstorm")
     argv = [exe] if exe else [sys.executable, "-m", "bootstorm"]
-    return start([*argv, f"--conf-file={conf}", "--keep-in-foreground"], host, name="bootstorm",
+    return start([*argv, f"--conf-file={conf}", "--no-daemon"], host, name="bootstorm",
                  workdir=workdir, ready_line="TFTP listening", ports=(69,))
 
 

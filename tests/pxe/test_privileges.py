@@ -1,0 +1,115 @@
+"""Started as root with dnsmasq's command line, bootstorm gives up root as dnsmasq does: it
+becomes `user=` (default nobody) and `group=` (default dip, else the user's own group), with
+no supplementary groups and only CAP_NET_ADMIN, once port 69 is bound and the TFTP root is
+open; `--no-daemon` (dnsmasq's debug mode) stays root. Checked in /proc while it serves a
+client on the other side of a veth pair."""
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import netns
+from .servers import dnsmasq_conf, start
+
+CONTENT = bytes((i * 7 + 3) & 0xFF for i in range(70_000))
+CAP_NET_ADMIN = 1 << 12
+
+
+@pytest.fixture(autouse=True)
+def _root_only() -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but the tests do not run as root", pytrace=False)
+        pytest.skip("giving up root needs root")
+
+
+def _bootstorm() -> list[str]:
+    exe = shutil.which("bootstorm")
+    return [exe] if exe else [sys.executable, "-m", "bootstorm"]
+
+
+def _conf(tmp_path: Path, extra: str = "") -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "boot.bin").write_bytes(CONTENT)
+    root.chmod(0o755)  # searchable by nobody; tmp_path above it is not, nor need it be
+    (root / "boot.bin").chmod(0o644)
+    return dnsmasq_conf(tmp_path, f"port=0\nenable-tftp\ntftp-root={root}\n{extra}")
+
+
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _fetch(lan, tmp_path: Path) -> bytes:
+    out = tmp_path / "got.bin"
+    curl = netns.require_tool("curl")
+    got = subprocess.run(lan["cli"].exec_argv([curl, "-sS", "--max-time", "10",
+                                               f"tftp://{netns.SERVER_ADDR}/boot.bin", "-o", str(out)]),
+                         capture_output=True, text=True, timeout=20)
+    assert got.returncode == 0, got.stderr
+    return out.read_bytes()
+
+
+def _default_group(user: str) -> int:
+    try:
+        return grp.getgrnam("dip").gr_gid
+    except KeyError:
+        return pwd.getpwnam(user).pw_gid
+
+
+def _serve(lan, tmp_path: Path, conf: Path, *flags: str):
+    return start([*_bootstorm(), f"--conf-file={conf}", *flags], lan["srv"], name="bootstorm",
+                 workdir=tmp_path, ready_line="TFTP listening", ports=(69,))
+
+
+def test_keep_in_foreground_becomes_nobody(lan_module, tmp_path):
+    with _serve(lan_module, tmp_path, _conf(tmp_path), "--keep-in-foreground") as srv:
+        st = _status(srv.proc.pid)
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert st["Uid"].split() == [str(nobody)] * 4, (st, srv.log)
+        assert st["Gid"].split() == [str(_default_group("nobody"))] * 4, st
+        assert st["Groups"].strip() == "", st
+        assert int(st["CapEff"], 16) == int(st["CapPrm"], 16) == CAP_NET_ADMIN, st
+        group = grp.getgrgid(_default_group("nobody")).gr_name
+        assert f"running as user nobody, group {group}, keeping CAP_NET_ADMIN only" in srv.log
+        assert _fetch(lan_module, tmp_path) == CONTENT, srv.log
+        assert "outcome=ok" in srv.log, srv.log
+
+
+def test_user_and_group_lines(lan_module, tmp_path):
+    """user=root keeps root but still changes the group, as in dnsmasq."""
+    conf = _conf(tmp_path, "user=root\ngroup=nogroup\n")
+    with _serve(lan_module, tmp_path, conf, "-k") as srv:
+        st = _status(srv.proc.pid)
+        assert st["Uid"].split() == ["0"] * 4, st
+        assert st["Gid"].split() == [str(grp.getgrnam("nogroup").gr_gid)] * 4, st
+        assert st["Groups"].strip() == "", st
+        assert _fetch(lan_module, tmp_path) == CONTENT, srv.log
+
+
+def test_no_daemon_stays_root(lan_module, tmp_path):
+    with _serve(lan_module, tmp_path, _conf(tmp_path), "--no-daemon") as srv:
+        st = _status(srv.proc.pid)
+        assert st["Uid"].split() == ["0"] * 4, st
+        assert int(st["CapEff"], 16) & CAP_NET_ADMIN and int(st["CapEff"], 16) != CAP_NET_ADMIN, st
+        assert _fetch(lan_module, tmp_path) == CONTENT, srv.log
+
+
+def test_unknown_user_is_refused_before_serving(lan_module, tmp_path):
+    """dnsmasq: "unknown user or group"; nothing is bound (the check comes first). In the
+    server's namespace, so that a server that did start would listen there only."""
+    conf = _conf(tmp_path, "user=no-such-user-here\n")
+    got = subprocess.run(lan_module["srv"].exec_argv([*_bootstorm(), f"--conf-file={conf}", "-k"]),
+                         capture_output=True, text=True, timeout=10)
+    assert got.returncode == 2, got
+    assert "unknown user or group: no-such-user-here" in got.stderr, got.stderr
+    assert "listening" not in got.stderr, got.stderr
