@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from . import netns
+from .conftest import _client_for
 from .servers import dnsmasq_conf, start
 
 CONTENT = bytes((i * 7 + 3) & 0xFF for i in range(70_000))
@@ -66,13 +67,16 @@ def _default_group(user: str) -> int:
         return pwd.getpwnam(user).pw_gid
 
 
-def _serve(lan, tmp_path: Path, conf: Path, *flags: str):
+def _serve(lan, tmp_path: Path, conf: Path, *flags: str, ports=(69,)):
     return start([*_bootstorm(), f"--conf-file={conf}", *flags], lan["srv"], name="bootstorm",
-                 workdir=tmp_path, ready_line="TFTP listening", ports=(69,))
+                 workdir=tmp_path, ready_line="TFTP listening", ports=ports)
 
 
 def test_keep_in_foreground_becomes_nobody(lan_module, tmp_path):
-    with _serve(lan_module, tmp_path, _conf(tmp_path), "--keep-in-foreground") as srv:
+    """...and serves on: TFTP from the root opened before, ProxyDHCP on 67 and 4011."""
+    conf = _conf(tmp_path, 'dhcp-range=10.213.0.0,proxy\npxe-service=x86PC,"Network Boot",pxelinux\n'
+                           'pxe-service=x86-64_EFI,"UEFI",ipxe.efi\n')
+    with _serve(lan_module, tmp_path, conf, "--keep-in-foreground", ports=(67, 4011, 69)) as srv:
         st = _status(srv.proc.pid)
         nobody = pwd.getpwnam("nobody").pw_uid
         assert st["Uid"].split() == [str(nobody)] * 4, (st, srv.log)
@@ -83,6 +87,11 @@ def test_keep_in_foreground_becomes_nobody(lan_module, tmp_path):
         assert f"running as user nobody, group {group}, keeping CAP_NET_ADMIN only" in srv.log
         assert _fetch(lan_module, tmp_path) == CONTENT, srv.log
         assert "outcome=ok" in srv.log, srv.log
+        client = _client_for(lan_module)
+        offer = client.discover(0).reply
+        assert offer["vendor_class"] == "PXEClient" and offer["pxe"]["menu"], (offer, srv.log)
+        ack = client.request_4011(7, sport=4011).reply
+        assert ack["msg_type"] == "ACK" and ack["file"] == "ipxe.efi", (ack, srv.log)
 
 
 def test_user_and_group_lines(lan_module, tmp_path):
