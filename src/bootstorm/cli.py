@@ -227,14 +227,23 @@ def run_services(config, log_format: str = "text", workers: int = 1, become=None
 
 
 def cmd_serve(args) -> int:
+    from bootstorm import privileges
+
+    become = None
     try:
         config = _config(args)
         if args.workers > 1 and config.tftp is not None and config.tftp.port == 0:
             raise ConfigError("--workers shares one port between processes: give a fixed --tftp-port")
+        if args.group and not args.user:
+            raise ConfigError("--group goes with --user")
+        if args.user and os.getuid() != 0:
+            raise ConfigError("--user needs bootstorm started as root (to give root up)")
+        if args.user:
+            become = privileges.resolve(args.user, args.group)
     except (ConfigError, ValueError, msgspec.ValidationError) as exc:
         print(f"bootstorm: {exc}", file=sys.stderr)
         return 2
-    return run_services(config, args.log_format, args.workers)
+    return run_services(config, args.log_format, args.workers, become)
 
 
 def cmd_get(args) -> int:
@@ -310,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="while transfers run, look for the next datagram this long before "
                         "sleeping (default %(default)s; 0 = off)")
     s.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the port (SO_REUSEPORT)")
+    s.add_argument("--user", metavar="USER", help="started as root, become USER once the ports are bound "
+                                                   "(keeping CAP_NET_ADMIN only), as dnsmasq's user=")
+    s.add_argument("--group", metavar="GROUP", help="with --user: the group (default dip where it exists, "
+                                                     "else USER's own), as dnsmasq's group=")
     s.add_argument("--log-format", choices=("text", "json"), default="text", help="log lines on stderr")
     s.set_defaults(func=cmd_serve)
 
