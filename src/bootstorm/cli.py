@@ -98,9 +98,28 @@ async def _await_workers(fd: int, count: int, stop: asyncio.Event, timeout: floa
     return True
 
 
-def run_services(config, log_format: str = "text", workers: int = 1, become=None) -> int:
+def log_to(path: str, owner: int | None = None) -> None:
+    """stderr, where every line goes, appends to the file at path from now on (dnsmasq's
+    log-facility=/path): opened as dnsmasq opens it, and given to `owner` when root is to be
+    given up to that uid, so that the file and its rotated successors stay writable."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        if owner:
+            try:
+                os.fchown(fd, owner, -1)
+            except OSError:
+                pass  # as dnsmasq: a file system that refuses it is no reason to stop
+        sys.stderr.flush()
+        os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
+def run_services(config, log_format: str = "text", workers: int = 1, become=None,
+                 log_file: str | None = None) -> int:
     """Run TFTP and ProxyDHCP as configured until SIGINT/SIGTERM; with `become` (a
-    privileges.Identity), as that user once the ports are bound and the roots open."""
+    privileges.Identity), as that user once the ports are bound and the roots open. With
+    `log_file` (stderr goes there), SIGUSR2 reopens it, as dnsmasq's does for log rotation."""
     import uvloop
 
     from bootstorm._native import tftp as native
@@ -110,7 +129,8 @@ def run_services(config, log_format: str = "text", workers: int = 1, become=None
 
     log = Log(log_format)
     nofile = _raise_nofile()
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the loop handles it: never fatal
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # until the loop handles them: never fatal
     workers = max(1, workers)
     children = []
     ready_r, ready_w = os.pipe() if workers > 1 else (-1, -1)  # workers tell the lead they serve
@@ -174,15 +194,34 @@ def run_services(config, log_format: str = "text", workers: int = 1, become=None
                 else:
                     log.event("dhcp-stats", **s.counters)
 
-        def on_usr1() -> None:
-            """The counters so far, while serving on (dnsmasq's SIGUSR1 habit); the lead
-            passes the signal on, so every worker logs its own."""
+        def pass_on(sig: int) -> None:
+            """The lead passes a signal on to the workers, so that each acts on it too."""
             for pid in children or ():
                 try:
-                    os.kill(pid, signal.SIGUSR1)
+                    os.kill(pid, sig)
                 except OSError:
                     pass
+
+        def on_usr1() -> None:
+            """The counters so far, while serving on (dnsmasq's SIGUSR1 habit)."""
+            pass_on(signal.SIGUSR1)
             log_stats()
+
+        def on_usr2() -> None:
+            """dnsmasq's log rotation: the log file is closed and opened again by path."""
+            pass_on(signal.SIGUSR2)
+            if log_file:
+                try:
+                    log_to(log_file)
+                except OSError as exc:
+                    log.event("log-reopen-failed", f"{log_file}: {exc.strerror}; still writing to the old file")
+
+        def on_hup() -> None:
+            """dnsmasq re-reads its hosts and options files on SIGHUP; bootstorm reads every
+            file once, at start, and says so instead of dying of the signal."""
+            if lead:
+                log.event("sighup", "nothing is re-read: bootstorm reads its configuration, "
+                          "dhcp-hostsfile and dhcp-optsfile once, at start; restart it to apply changes")
 
         # what start-up made lives as long as the process: the collector need not walk it
         gc.freeze()
@@ -190,9 +229,11 @@ def run_services(config, log_format: str = "text", workers: int = 1, become=None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, on_usr1)
+        loop.add_signal_handler(signal.SIGUSR2, on_usr2)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         if not lead:
             try:
-                os.write(ready_w, b".")  # serving, and SIGUSR1 is handled
+                os.write(ready_w, b".")  # serving, and the signals are handled
             except BrokenPipeError:
                 pass  # the lead stopped while waiting: its SIGTERM is on the way
             os.close(ready_w)

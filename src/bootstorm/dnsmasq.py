@@ -1752,17 +1752,25 @@ def run(argv: list[str]) -> int:
         return 2
     for w in result.warnings:
         print(f"bootstorm: warning: {w}", file=sys.stderr)
-    if s.log_file and s.log_file != "-":
-        fd = os.open(s.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        os.dup2(fd, 2)
-        os.close(fd)
+    log_file = s.log_file if s.log_file != "-" else None
+    if log_file:
+        try:
+            cli.log_to(log_file, owner=become.uid if become else None)
+        except OSError as exc:
+            print(f"bootstorm: cannot open log file {log_file}: {exc.strerror}", file=sys.stderr)
+            return 2
     if not s.foreground:
         _daemonize()
     if s.pid_file:
         with open(s.pid_file, "w") as f:
             f.write(f"{os.getpid()}\n")
+            if become is not None and become.uid:  # as dnsmasq: owned by who runs (systemd)
+                try:
+                    os.fchown(f.fileno(), become.uid, become.gid)
+                except OSError:
+                    pass
     try:
-        return cli.run_services(config, become=become)
+        return cli.run_services(config, become=become, log_file=log_file)
     finally:
         if s.pid_file:
             try:

@@ -94,3 +94,20 @@ def test_sigusr1_logs_the_counters_and_serving_goes_on(tftp_server, tmp_path):
         assert len(stats) == expect_ok, server.snapshot()[-5:]
         assert (stats[-1]["transfers_ok"], stats[-1]["active"]) == (str(expect_ok), "0"), stats
     assert server.proc.poll() is None  # still serving
+
+
+def test_sighup_and_sigusr2_are_survived(tftp_server, tmp_path):
+    """The signals dnsmasq's users send it (SIGHUP: re-read hosts files; SIGUSR2: reopen
+    the log file) kill a process that does not handle them: bootstorm says what it did and
+    serves on (the log file's reopening: tests/pxe/test_dnsmasq_signals.py)."""
+    root = tmp_path / "root"
+    data = make_file(root, "f.bin", 5000)
+    server = tftp_server(root)
+    os.kill(server.pid, signal.SIGHUP)
+    assert server.wait_events("sighup", 1, 5), server.snapshot()[-5:]
+    os.kill(server.pid, signal.SIGUSR2)  # no log file of its own (stderr): nothing to reopen
+    with RawClient(server.addr) as c:
+        c.send_rrq("f.bin")
+        assert c.download(max_seconds=10) == data
+    assert server.wait_transfers(1, 5)
+    assert server.proc.poll() is None

@@ -25,6 +25,7 @@ CAP_NET_ADMIN = 1 << 12
 
 @pytest.fixture(autouse=True)
 def _root_only() -> None:
+    """Root, or the test cannot run: a skip on a developer's machine, a failure under CI."""
     if os.geteuid() != 0:
         if os.environ.get("CI"):
             pytest.fail("CI is set but the tests do not run as root", pytrace=False)
