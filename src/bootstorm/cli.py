@@ -116,10 +116,12 @@ def log_to(path: str, owner: int | None = None) -> None:
 
 
 def run_services(config, log_format: str = "text", workers: int = 1, become=None,
-                 log_file: str | None = None) -> int:
+                 log_file: str | None = None, reload=None) -> int:
     """Run TFTP and ProxyDHCP as configured until SIGINT/SIGTERM; with `become` (a
     privileges.Identity), as that user once the ports are bound and the roots open. With
-    `log_file` (stderr goes there), SIGUSR2 reopens it, as dnsmasq's does for log rotation."""
+    `log_file` (stderr goes there), SIGUSR2 reopens it, as dnsmasq's does for log rotation.
+    With `reload` (dnsmasq's command line), SIGHUP calls it for the ProxyDHCP configuration
+    and the files it read again, and answers with them from then on."""
     import uvloop
 
     from bootstorm._native import tftp as native
@@ -217,11 +219,25 @@ def run_services(config, log_format: str = "text", workers: int = 1, become=None
                     log.event("log-reopen-failed", f"{log_file}: {exc.strerror}; still writing to the old file")
 
         def on_hup() -> None:
-            """dnsmasq re-reads its hosts and options files on SIGHUP; bootstorm reads every
-            file once, at start, and says so instead of dying of the signal."""
-            if lead:
-                log.event("sighup", "nothing is re-read: bootstorm reads its configuration, "
-                          "dhcp-hostsfile and dhcp-optsfile once, at start; restart it to apply changes")
+            """dnsmasq re-reads its hosts and options files on SIGHUP: so does bootstorm with
+            dnsmasq's command line (ProxyDHCP runs in the lead only); its own configuration
+            is read once, at start."""
+            if not lead:
+                return
+            if reload is None:
+                log.event("sighup", "nothing is re-read: the configuration is read once, at start; "
+                          "restart bootstorm to apply changes")
+                return
+            try:
+                dhcp, files = reload()
+                for s in services:
+                    if isinstance(s, ProxyDhcpServer) and dhcp is not None:
+                        s.reconfigure(dhcp)
+            except ConfigError as exc:
+                log.event("sighup-failed", f"{exc}; answering as before")
+                return
+            log.event("sighup", f"re-read {', '.join(files)}" if files else
+                      "nothing to re-read (no dhcp-hostsfile or dhcp-optsfile)")
 
         # what start-up made lives as long as the process: the collector need not walk it
         gc.freeze()

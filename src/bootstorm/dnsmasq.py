@@ -100,10 +100,10 @@ _LOGGING = set("log-dhcp log-async log-debug quiet-dhcp quiet-tftp".split())
 _REJECT = {
     "conf-script": "bootstorm runs no programs to read its configuration: save the script's output "
                    "to a file and name it with conf-file",
-    "dhcp-hostsdir": "bootstorm reads its configuration once and watches no directory: list the hosts "
-                     "in a dhcp-hostsfile (read at start) and restart bootstorm after changes",
-    "dhcp-optsdir": "bootstorm reads its configuration once and watches no directory: use dhcp-optsfile "
-                    "(read at start) and restart bootstorm after changes",
+    "dhcp-hostsdir": "bootstorm watches no directory: list the hosts in a dhcp-hostsfile and send "
+                     "SIGHUP after changes, which re-reads it as in dnsmasq",
+    "dhcp-optsdir": "bootstorm watches no directory: use a dhcp-optsfile and send SIGHUP after "
+                    "changes, which re-reads it as in dnsmasq",
     "dhcp-relay": "bootstorm is no DHCP relay: keep dnsmasq (or another relay) for relaying",
     "dhcp-split-relay": "bootstorm is no DHCP relay: keep dnsmasq (or another relay) for relaying",
     "bridge-interface": "bootstorm cannot alias one interface's DHCP to another's: name the bridge "
@@ -363,6 +363,10 @@ class Result:
     warnings: list[str] = field(default_factory=list)  # differences from dnsmasq worth knowing
     settings: Settings = field(default_factory=Settings)
     files: list[str] = field(default_factory=list)  # files read, in order
+    reloadable: list[str] = field(default_factory=list)  # dhcp-hostsfile, dhcp-optsfile: SIGHUP
+    # every option as read, in order, but the lines of the files above and the options that
+    # read conf files: replayed on SIGHUP, so conf files are not read again (nor need be readable)
+    script: list[tuple[str, str | None, str, bool]] = field(default_factory=list)
     tftp_no_fail: bool = False
 
 
@@ -381,6 +385,9 @@ class _Reader:
         self.default_conf = default_conf
         self.seen: set = set()
         self.files: list[str] = []
+        self.reloadable: list[str] = []
+        self.script: list[tuple[str, str | None, str, bool]] = []
+        self.in_reloadable = False  # reading a dhcp-hostsfile or dhcp-optsfile
         self.notes: list[str] = []
         self.warnings: list[str] = []
         self.settings = Settings()
@@ -495,6 +502,8 @@ class _Reader:
     # -- one option
 
     def option(self, name: str, arg: str | None, where: str, check_arity: bool = False) -> None:
+        if not self.in_reloadable and name not in ("conf-file", "conf-dir"):
+            self.script.append((name, arg, where, check_arity))
         if name not in OPTIONS:
             raise self.error(where, _unhide(name), "bad option (not a dnsmasq option)")
         if check_arity:
@@ -528,17 +537,25 @@ class _Reader:
         self.conf_dir(arg, where)
 
     def opt_dhcp_hostsfile(self, arg, where, name):
-        self.read_file(_unhide(arg), where, hard="dhcp-host")
-        self.warnings.append(f"{where}: dhcp-hostsfile: read once at start (dnsmasq re-reads it on SIGHUP)")
+        self.read_reloadable(_unhide(arg), where, "dhcp-host")
 
     def opt_dhcp_optsfile(self, arg, where, name):
         self.banks += 1
         self.bank = self.banks
         try:
-            self.read_file(_unhide(arg), where, hard="dhcp-option")
+            self.read_reloadable(_unhide(arg), where, "dhcp-option")
         finally:
             self.bank = 0
-        self.warnings.append(f"{where}: dhcp-optsfile: read once at start (dnsmasq re-reads it on SIGHUP)")
+
+    def read_reloadable(self, path: str, where: str, hard: str) -> None:
+        """A file of one option's values, which SIGHUP reads again (dnsmasq's hosts and
+        options files): its lines are not part of the replayed script."""
+        self.in_reloadable = True
+        try:
+            self.read_file(path, where, hard=hard)
+        finally:
+            self.in_reloadable = False
+        self.reloadable.append(path)
 
     def opt_keep_in_foreground(self, arg, where, name):
         self.settings.foreground = True
@@ -1052,7 +1069,8 @@ class _Reader:
 
     def finish(self) -> Result:
         r = Result(config=Config(), notes=self.notes, warnings=self.warnings, settings=self.settings,
-                   files=self.files, tftp_no_fail=self.tftp_no_fail)
+                   files=self.files, reloadable=self.reloadable, script=self.script,
+                   tftp_no_fail=self.tftp_no_fail)
         if self.port is None:
             self.warnings.append("no port=0: dnsmasq would also serve DNS on port 53; bootstorm serves "
                                  "no DNS (add port=0 to say so)")
@@ -1313,6 +1331,15 @@ def parse_args(argv: list[str], default_conf: str | None = DEFAULT_CONF_FILE) ->
         r.read_file(conffile, "command line")
     elif default_conf:
         r.read_file(default_conf, "default", nofile_ok=True)
+    return r.finish()
+
+
+def replay(script: list[tuple[str, str | None, str, bool]]) -> Result:
+    """The options of an earlier reading (Result.script) again, the files they name as
+    reloadable read afresh."""
+    r = _Reader(None)
+    for name, arg, where, check_arity in script:
+        r.option(name, arg, where, check_arity)
     return r.finish()
 
 
@@ -1769,8 +1796,16 @@ def run(argv: list[str]) -> int:
                     os.fchown(f.fileno(), become.uid, become.gid)
                 except OSError:
                     pass
+
+    def reload() -> tuple[DhcpConfig | None, list[str]]:
+        """SIGHUP, as dnsmasq: the options as read at the start, with dhcp-hostsfile and
+        dhcp-optsfile read again; the conf files are not (a restart applies them).
+        ConfigError says why nothing changed."""
+        new = replay(result.script)
+        return new.config.dhcp, new.reloadable
+
     try:
-        return cli.run_services(config, become=become, log_file=log_file)
+        return cli.run_services(config, become=become, log_file=log_file, reload=reload)
     finally:
         if s.pid_file:
             try:

@@ -71,6 +71,10 @@ class ProxyDhcpServer:
             (socket.IPPROTO_IP, socket.IP_TOS, IPTOS_CLASS_CS6),
             (socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)))
 
+    def reconfigure(self, config: DhcpConfig) -> None:
+        """Answer by `config` from now on (SIGHUP: its hosts and options files read again)."""
+        self.config, self.policy = config, Policy(config)
+
     @property
     def addresses(self):
         return [s.getsockname() for s in self.sockets]

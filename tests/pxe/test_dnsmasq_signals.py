@@ -1,8 +1,8 @@
 """The signals dnsmasq's users send, on bootstorm started with dnsmasq's command line as a
 user does (root, -k, log-facility=FILE): SIGUSR2 reopens the log file after logrotate moved
 it (dnsmasq's log rotation), and the file belongs to the user root was given up to, as
-dnsmasq makes it; SIGHUP, which dnsmasq answers by re-reading its hosts and options files,
-is logged and survived (bootstorm reads them once); SIGUSR1 logs the counters."""
+dnsmasq makes it; SIGHUP re-reads the hosts and options files, as dnsmasq does, and not the
+conf files; SIGUSR1 logs the counters."""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import netns
+from .conftest import _client_for
+from .servers import dnsmasq_conf, start
 from .test_privileges import CONTENT, _bootstorm, _conf, _fetch, _root_only  # noqa: F401 (a fixture)
-from .servers import start
 
 
 def _wait_for(path, text: str, timeout: float = 5.0) -> str:
@@ -57,9 +59,53 @@ def _rotate(lan_module, tmp_path: Path, conf: Path, log: Path, nobody: int) -> N
         assert _fetch(lan_module, tmp_path) == CONTENT
         assert "outcome=ok" in _wait_for(log, "outcome=ok"), log.read_text()
         assert (logdir / "bootstorm.log.1").read_text().count("outcome=ok") == 1
-        srv.proc.send_signal(signal.SIGHUP)
-        assert "nothing is re-read" in _wait_for(log, "sighup")
+        srv.proc.send_signal(signal.SIGHUP)  # no hosts or options file: nothing to read again
+        assert "sighup nothing to re-read" in _wait_for(log, "sighup")
         srv.proc.send_signal(signal.SIGUSR1)
         assert "tftp-stats" in _wait_for(log, "tftp-stats")
         assert srv.alive(), log.read_text()
         assert _fetch(lan_module, tmp_path) == CONTENT  # still serving
+
+
+def _wait_log(srv, text: str, count: int, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while srv.log.count(text) < count and time.monotonic() < deadline:  # bounded
+        time.sleep(0.05)
+    return srv.log
+
+
+def test_sighup_rereads_the_hosts_file_not_the_conf_file(lan_module, tmp_path):
+    """dnsmasq's SIGHUP: dhcp-hostsfile read again (a dhcp-host=MAC,ignore line taken out,
+    then put back: the client is answered, then not), the conf file not (an edit waits for
+    a restart); a hosts file with an error changes nothing, and the log says where."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"{netns.CLIENT_MAC},ignore\n")
+    conf = dnsmasq_conf(tmp_path, f'dhcp-range=10.213.0.0,proxy\npxe-service=x86PC,"Boot",pxelinux\n'
+                                  f"dhcp-hostsfile={hosts}\n")
+    client = _client_for(lan_module)
+    with start([*_bootstorm(), f"--conf-file={conf}", "--no-daemon"], lan_module["srv"],
+               name="bootstorm", workdir=tmp_path, ready_line="ProxyDHCP listening", ports=(67, 4011)) as srv:
+        assert client.discover(0, expect=None, wait=0.4).replies == []  # ignored by the hosts file
+        hosts.write_text("# emptied\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        assert f"sighup re-read {hosts}" in _wait_log(srv, "sighup re-read", 1), srv.log
+        menu = client.discover(0).reply["pxe"]["menu"]  # answered now
+        assert [m["desc"] for m in menu] == ["Boot"], menu
+        # the conf file edited, the host ignored again: only the hosts file counts
+        conf.write_text(conf.read_text() + 'pxe-service=x86PC,"Other",other\n')
+        hosts.write_text(f"{netns.CLIENT_MAC},ignore\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        _wait_log(srv, "sighup re-read", 2)
+        assert client.discover(0, expect=None, wait=0.4).replies == []
+        hosts.write_text("")
+        srv.proc.send_signal(signal.SIGHUP)
+        _wait_log(srv, "sighup re-read", 3)
+        menu = client.discover(0).reply["pxe"]["menu"]
+        assert [m["desc"] for m in menu] == ["Boot"], menu  # not "Other": conf files wait
+        # an error in the hosts file: the reason with file and line, the answers as before
+        hosts.write_text(f"# fine\nnot-a-mac,ignore\n")
+        srv.proc.send_signal(signal.SIGHUP)
+        log = _wait_log(srv, "sighup-failed", 1)
+        assert f"sighup-failed {hosts}:2:" in log and "answering as before" in log, log
+        assert client.discover(0).reply["pxe"]["menu"]
+        assert srv.alive()

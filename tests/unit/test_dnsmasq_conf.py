@@ -211,6 +211,33 @@ def test_hostsfile(tmp_path):
     assert "watches no directory" in error(tmp_path, HEAD + f"dhcp-hostsdir={tmp_path}\n")
 
 
+def test_replay_reads_hosts_and_options_files_again_and_conf_files_not(tmp_path):
+    """SIGHUP's reading (dnsmasq.replay of Result.script): the options as read at the start,
+    in their order, with the hosts and options files read afresh; the conf files, even one
+    in a conf-dir, are not read again (here: gone), so their edits wait for a restart."""
+    hf = conf(tmp_path, "52:54:00:00:00:09,set:h\n", "hosts")
+    of = conf(tmp_path, "vendor:PXEClient,6,2b\n", "opts")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "more.conf").write_text('pxe-service=x86PC,"More",more\n')
+    main = conf(tmp_path, f"{HEAD}dhcp-hostsfile={hf}\ndhcp-optsfile={of}\nconf-dir={tmp_path / 'd'}\n"
+                          'pxe-service=x86PC,"Last",last\n')
+    first = dnsmasq.parse_args([f"--conf-file={main}", "--dhcp-reply-delay=1"], default_conf=None)
+    assert first.reloadable == [hf, of]
+    conf(tmp_path, "52:54:00:00:00:0a,set:g\n", "hosts")
+    conf(tmp_path, "vendor:PXEClient,6,08\n", "opts")
+    os.unlink(main)
+    (tmp_path / "d" / "more.conf").unlink()
+    again = dnsmasq.replay(first.script)
+    old, new = first.config.dhcp, again.config.dhcp
+    assert new.rules == [TagRule(set="g", mac="52:54:00:00:00:0a")] != old.rules
+    assert [o.hex for o in new.vendor_options] == ["08"] != [o.hex for o in old.vendor_options]
+    assert [s.menu for s in new.services] == [s.menu for s in old.services] == ["More", "Last"]
+    assert new.reply_delay == old.reply_delay == 1.0
+    conf(tmp_path, "not-a-mac,ignore\n", "hosts")
+    with pytest.raises(ConfigError, match=f"^{hf}:1: "):
+        dnsmasq.replay(first.script)
+
+
 def test_vendor_delay_interfaces(tmp_path):
     d = dhcp(tmp_path, "dhcp-pxe-vendor=PXEClient,Custom\ndhcp-reply-delay=2\n"
                        "interface=eth1,eth2\nexcept-interface=lo\nno-dhcp-interface=eth3\n")
