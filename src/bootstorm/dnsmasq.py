@@ -26,6 +26,7 @@ from bootstorm.config import (OPTION_VALUE_MAX, VENDOR_OPTION_MAX, BootFile, Con
 from bootstorm.errors import ConfigError
 
 DEFAULT_CONF_FILE = "/etc/dnsmasq.conf"  # read when no --conf-file is given, if it exists
+DEFAULT_PID_FILE = "/var/run/dnsmasq.pid"  # dnsmasq's RUNFILE: written unless -d or --pid-file=
 
 # dnsmasq 2.90 src/option.c opts[]: name:has_arg[short]; has_arg 0 none, 1 required, 2 optional
 _TABLE = (
@@ -349,7 +350,7 @@ class Settings:
 
     foreground: bool = False  # -k or -d
     debug: bool = False  # -d
-    pid_file: str | None = None
+    pid_file: str | None = DEFAULT_PID_FILE  # None: --pid-file= (none)
     user: str | None = None
     group: str | None = None
     log_file: str | None = None  # log-facility=/path or '-'
@@ -1788,14 +1789,14 @@ def run(argv: list[str]) -> int:
             return 2
     if not s.foreground:
         _daemonize()
-    if s.pid_file:
-        with open(s.pid_file, "w") as f:
-            f.write(f"{os.getpid()}\n")
-            if become is not None and become.uid:  # as dnsmasq: owned by who runs (systemd)
-                try:
-                    os.fchown(f.fileno(), become.uid, become.gid)
-                except OSError:
-                    pass
+    pid_file = None if s.debug else s.pid_file  # as dnsmasq: -d writes none
+    if pid_file:
+        try:
+            _write_pid(pid_file, become)
+        except OSError as exc:
+            print(f"bootstorm: cannot write pid file {pid_file}: {exc.strerror} "
+                  "(--pid-file= for none, as with dnsmasq)", file=sys.stderr)
+            return 2
 
     def reload() -> tuple[DhcpConfig | None, list[str]]:
         """SIGHUP, as dnsmasq: the options as read at the start, with dhcp-hostsfile and
@@ -1807,11 +1808,30 @@ def run(argv: list[str]) -> int:
     try:
         return cli.run_services(config, become=become, log_file=log_file, reload=reload)
     finally:
-        if s.pid_file:
+        if pid_file:
             try:
-                os.unlink(s.pid_file)
+                os.unlink(pid_file)
+            except OSError:
+                pass  # root given up: the directory may not let the server's user
+
+
+def _write_pid(path: str, become) -> None:
+    """The pid file as dnsmasq writes it: a stale one replaced, the new one given to the user
+    root is given up to (systemd checks that its owner matches)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        if become is not None and become.uid:
+            try:
+                os.fchown(fd, become.uid, become.gid)
             except OSError:
                 pass
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
 
 
 def _daemonize() -> None:

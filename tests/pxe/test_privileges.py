@@ -69,8 +69,9 @@ def _default_group(user: str) -> int:
 
 
 def _serve(lan, tmp_path: Path, conf: Path, *flags: str, ports=(69,)):
-    return start([*_bootstorm(), f"--conf-file={conf}", *flags], lan["srv"], name="bootstorm",
-                 workdir=tmp_path, ready_line="TFTP listening", ports=ports)
+    # --pid-file=: not dnsmasq's /var/run/dnsmasq.pid, which -k would write on this machine
+    return start([*_bootstorm(), f"--conf-file={conf}", "--pid-file=", *flags], lan["srv"],
+                 name="bootstorm", workdir=tmp_path, ready_line="TFTP listening", ports=ports)
 
 
 def test_keep_in_foreground_becomes_nobody(lan_module, tmp_path):
@@ -118,8 +119,18 @@ def test_unknown_user_is_refused_before_serving(lan_module, tmp_path):
     """dnsmasq: "unknown user or group"; nothing is bound (the check comes first). In the
     server's namespace, so that a server that did start would listen there only."""
     conf = _conf(tmp_path, "user=no-such-user-here\n")
-    got = subprocess.run(lan_module["srv"].exec_argv([*_bootstorm(), f"--conf-file={conf}", "-k"]),
+    got = subprocess.run(lan_module["srv"].exec_argv([*_bootstorm(), f"--conf-file={conf}", "-k", "--pid-file="]),
                          capture_output=True, text=True, timeout=10)
     assert got.returncode == 2, got
     assert "unknown user or group: no-such-user-here" in got.stderr, got.stderr
     assert "listening" not in got.stderr, got.stderr
+
+
+def test_a_pid_file_that_cannot_be_written_stops_the_start(lan_module, tmp_path):
+    """As dnsmasq: the reason, and no server (dnsmasq's default is /var/run/dnsmasq.pid)."""
+    pid = tmp_path / "no-such-dir" / "dnsmasq.pid"
+    got = subprocess.run(lan_module["srv"].exec_argv([*_bootstorm(), f"--conf-file={_conf(tmp_path)}",
+                                                      "-k", f"--pid-file={pid}"]),
+                         capture_output=True, text=True, timeout=10)
+    assert got.returncode == 2, got
+    assert f"cannot write pid file {pid}: No such file or directory" in got.stderr, got.stderr

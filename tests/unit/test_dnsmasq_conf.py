@@ -496,6 +496,8 @@ def test_parse_args(tmp_path):
                             "--dhcp-range=10.0.0.0,proxy", "--pxe-service=x86PC,Boot,pxelinux"],
                            default_conf=None)
     assert r.settings.foreground and r.settings.debug and r.settings.pid_file is None
+    # dnsmasq's pid file unless --pid-file= says none (and -d writes none at all: dnsmasq.run)
+    assert dnsmasq.parse_args(["-k"], default_conf=None).settings.pid_file == "/var/run/dnsmasq.pid"
     assert r.config.tftp.root == "/srv"
     assert r.config.dhcp.services == [PxeService(arch=0, menu="Boot", file="pxelinux")]
     e = pytest.raises(ConfigError, dnsmasq.parse_args, ["--dhcp-range=10.0.0.1,10.0.0.9"], default_conf=None)
@@ -693,3 +695,10 @@ def test_boot_file_and_server_name_must_fit_the_reply_fields(tmp_path):
     assert dhcp(tmp_path, f'pxe-service=x86PC,"Boot",{"f" * 123}.0\n').services[0].file == "f" * 123 + ".0"
     e = error(tmp_path, HEAD + f"dhcp-boot=pxelinux.0,,{'s' * 64}\n")
     assert "pxe.conf:3: dhcp-boot: server name of 64 bytes: at most 63 fit in the reply's sname field" in e, e
+
+
+def test_pid_file_replaces_a_stale_one(tmp_path):
+    p = tmp_path / "dnsmasq.pid"
+    p.write_text("99999999\n")  # left by a crash: replaced, as dnsmasq replaces it
+    dnsmasq._write_pid(str(p), None)
+    assert p.read_text() == f"{os.getpid()}\n" and p.stat().st_mode & 0o777 == 0o644
