@@ -116,12 +116,13 @@ def log_to(path: str, owner: int | None = None) -> None:
 
 
 def run_services(config, log_format: str = "text", workers: int = 1, become=None,
-                 log_file: str | None = None, reload=None) -> int:
+                 log_file: str | None = None, reload=None, serving=None) -> int:
     """Run TFTP and ProxyDHCP as configured until SIGINT/SIGTERM; with `become` (a
     privileges.Identity), as that user once the ports are bound and the roots open. With
     `log_file` (stderr goes there), SIGUSR2 reopens it, as dnsmasq's does for log rotation.
     With `reload` (dnsmasq's command line), SIGHUP calls it for the ProxyDHCP configuration
-    and the files it read again, and answers with them from then on."""
+    and the files it read again, and answers with them from then on. `serving` is called
+    once everything listens (a daemon's parent exits then)."""
     import uvloop
 
     from bootstorm._native import tftp as native
@@ -266,6 +267,8 @@ def run_services(config, log_format: str = "text", workers: int = 1, become=None
                     state = "answering" if s.policy.enabled else "silent (no PXE service or prompt configured)"
                     announce("dhcp-listening", f"ProxyDHCP listening on {ports}, {state}, "
                              f"{len(s.policy.services)} PXE services, {len(config.dhcp.boot)} boot files")
+            if serving is not None:
+                serving()
         await stop.wait()
         for s in services:
             s.close()

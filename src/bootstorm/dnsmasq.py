@@ -1787,8 +1787,7 @@ def run(argv: list[str]) -> int:
         except OSError as exc:
             print(f"bootstorm: cannot open log file {log_file}: {exc.strerror}", file=sys.stderr)
             return 2
-    if not s.foreground:
-        _daemonize()
+    serving = None if s.foreground else _daemonize()
     pid_file = None if s.debug else s.pid_file  # as dnsmasq: -d writes none
     if pid_file:
         try:
@@ -1806,7 +1805,7 @@ def run(argv: list[str]) -> int:
         return new.config.dhcp, new.reloadable
 
     try:
-        return cli.run_services(config, become=become, log_file=log_file, reload=reload)
+        return cli.run_services(config, become=become, log_file=log_file, reload=reload, serving=serving)
     finally:
         if pid_file:
             try:
@@ -1834,10 +1833,16 @@ def _write_pid(path: str, become) -> None:
         os.close(fd)
 
 
-def _daemonize() -> None:
-    """Like dnsmasq without -k/-d: fork into the background, the first process exits 0."""
+def _daemonize():
+    """Like dnsmasq without -k/-d: into the background, while the first process waits until
+    the daemon serves (exit 0) or dies first (exit 1, its error on the same stderr). Returns
+    what the daemon calls once it serves: that also leaves a terminal's stderr."""
+    r, w = os.pipe()
     if os.fork():
-        os._exit(0)
+        os.close(w)
+        said = os.read(r, 1)  # b"" when the daemon ended first: every copy of w is closed
+        os._exit(0 if said else 1)
+    os.close(r)
     os.setsid()
     if os.fork():
         os._exit(0)
@@ -1845,6 +1850,14 @@ def _daemonize() -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
-    if os.fstat(2).st_mode and os.isatty(2):
-        os.dup2(null, 2)
     os.close(null)
+
+    def serving() -> None:
+        os.write(w, b".")
+        os.close(w)
+        if os.isatty(2):
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 2)
+            os.close(null)
+
+    return serving

@@ -11,13 +11,14 @@ import pwd
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from . import netns
 from .conftest import _client_for
-from .servers import dnsmasq_conf, start
+from .servers import bound_udp_ports, dnsmasq_conf, start
 
 CONTENT = bytes((i * 7 + 3) & 0xFF for i in range(70_000))
 CAP_NET_ADMIN = 1 << 12
@@ -134,3 +135,34 @@ def test_a_pid_file_that_cannot_be_written_stops_the_start(lan_module, tmp_path)
                          capture_output=True, text=True, timeout=10)
     assert got.returncode == 2, got
     assert f"cannot write pid file {pid}: No such file or directory" in got.stderr, got.stderr
+
+
+def test_without_k_the_start_returns_once_serving_or_failed(lan_module, tmp_path):
+    """dnsmasq without -k or -d: the command returns 0 when the daemon serves (port bound,
+    pid file written), and non-zero with the reason when it fails first."""
+    err = tmp_path / "stderr"
+    pid = tmp_path / "bootstorm.pid"
+    daemon = None
+    try:
+        with open(err, "w") as f:  # a file, not a pipe: the daemon keeps it open
+            got = subprocess.run(lan_module["srv"].exec_argv(
+                [*_bootstorm(), f"--conf-file={_conf(tmp_path)}", f"--pid-file={pid}"]),
+                stdout=f, stderr=f, timeout=20)
+        assert got.returncode == 0, err.read_text()
+        daemon = int(pid.read_text())
+        assert 69 in bound_udp_ports(lan_module["srv"].ns)  # serving when the command returned
+        assert _fetch(lan_module, tmp_path) == CONTENT
+    finally:
+        if daemon:
+            os.kill(daemon, 15)
+            for _ in range(100):  # bounded: 5 s for it to go, port 69 free for the next test
+                if not os.path.exists(f"/proc/{daemon}"):
+                    break
+                time.sleep(0.05)
+    (tmp_path / "again").mkdir()
+    with open(err, "w") as f:
+        got = subprocess.run(lan_module["srv"].exec_argv(
+            [*_bootstorm(), f"--conf-file={_conf(tmp_path / 'again')}", f"--pid-file={tmp_path}/no/p"]),
+            stdout=f, stderr=f, timeout=20)
+    assert got.returncode == 1, err.read_text()
+    assert "cannot write pid file" in err.read_text()
