@@ -80,22 +80,29 @@ static int16_t byport[65536]; /* --shared: client port -> slot + 1 (clients are 
 #define BATCH 64
 static unsigned char hdr[MAXT][MAXW][4];
 
+/* DATA block b of x as two iovecs: its header, written into h, and its bytes in the mapping;
+ * msg (zeroed) points at them, and at to unless NULL (a connected socket). */
+static void data_msg(const struct xfer *x, uint64_t b, unsigned char *h, struct iovec *iov,
+                     struct msghdr *msg, struct sockaddr_in *to)
+{
+    uint64_t off = (b - 1) * x->bs;
+    uint64_t len = off >= x->fsize ? 0 : (x->fsize - off < x->bs ? x->fsize - off : x->bs);
+    h[0] = 0; h[1] = 3; h[2] = (b >> 8) & 0xff; h[3] = b & 0xff;
+    iov[0].iov_base = h; iov[0].iov_len = 4;
+    iov[1].iov_base = (void *)(x->map + (off < x->fsize ? off : 0)); iov[1].iov_len = len;
+    memset(msg, 0, sizeof *msg);
+    msg->msg_iov = iov;
+    msg->msg_iovlen = 2;
+    if (to) { msg->msg_name = to; msg->msg_namelen = sizeof *to; }
+}
+
 static void send_window(struct xfer *x, int slot)
 {
     struct mmsghdr mm[MAXW];
     struct iovec iov[MAXW][2];
     unsigned n = 0;
-    for (uint64_t b = x->acked + 1; b <= x->nblocks && n < x->ws; b++, n++) {
-        uint64_t off = (b - 1) * x->bs;
-        uint64_t len = off >= x->fsize ? 0 : (x->fsize - off < x->bs ? x->fsize - off : x->bs);
-        unsigned char *h = hdr[slot][n];
-        h[0] = 0; h[1] = 3; h[2] = (b >> 8) & 0xff; h[3] = b & 0xff;
-        iov[n][0].iov_base = h; iov[n][0].iov_len = 4;
-        iov[n][1].iov_base = (void *)(x->map + (off < x->fsize ? off : 0)); iov[n][1].iov_len = len;
-        memset(&mm[n], 0, sizeof mm[n]);
-        mm[n].msg_hdr.msg_iov = iov[n];
-        mm[n].msg_hdr.msg_iovlen = 2;
-    }
+    for (uint64_t b = x->acked + 1; b <= x->nblocks && n < x->ws; b++, n++)
+        data_msg(x, b, hdr[slot][n], iov[n], &mm[n].msg_hdr, NULL);
     if (n) sendmmsg(x->fd, mm, n, 0);
 }
 
@@ -138,15 +145,7 @@ static void drain_shared(int epfd)
             if (d > 1) continue;
             x->acked += d;
             if (x->acked >= x->nblocks) { close_x(epfd, i); continue; }
-            uint64_t blk = x->acked + 1, off = (blk - 1) * x->bs;
-            uint64_t len = off >= x->fsize ? 0 : (x->fsize - off < x->bs ? x->fsize - off : x->bs);
-            unsigned char *h = outhdr[m];
-            h[0] = 0; h[1] = 3; h[2] = (blk >> 8) & 0xff; h[3] = blk & 0xff;
-            outiov[m][0].iov_base = h; outiov[m][0].iov_len = 4;
-            outiov[m][1].iov_base = (void *)(x->map + (off < x->fsize ? off : 0)); outiov[m][1].iov_len = len;
-            memset(&out[m].msg_hdr, 0, sizeof out[m].msg_hdr);
-            out[m].msg_hdr.msg_name = &x->peer; out[m].msg_hdr.msg_namelen = sizeof x->peer;
-            out[m].msg_hdr.msg_iov = outiov[m]; out[m].msg_hdr.msg_iovlen = 2;
+            data_msg(x, x->acked + 1, outhdr[m], outiov[m], &out[m].msg_hdr, &x->peer);
             m++;
         }
         if (m) sendmmsg(sfd, out, m, 0);
@@ -245,10 +244,11 @@ int main(int argc, char **argv)
                         if (ol > 2) {
                             sendto(sfd, oack, ol, 0, (struct sockaddr *)&from, sizeof from);
                         } else {  /* DATA 1 */
-                            unsigned char d1[4 + 65464] = {0, 3, 0, 1};
-                            uint64_t l1 = x->fsize < x->bs ? x->fsize : x->bs;
-                            memcpy(d1 + 4, x->map, l1);
-                            sendto(sfd, d1, 4 + l1, 0, (struct sockaddr *)&from, sizeof from);
+                            unsigned char h[4];
+                            struct iovec iov[2];
+                            struct msghdr msg;
+                            data_msg(x, 1, h, iov, &msg, &x->peer);
+                            sendmsg(sfd, &msg, 0);
                         }
                         continue;
                     }

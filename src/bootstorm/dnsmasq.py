@@ -1847,17 +1847,19 @@ def _daemonize():
     if os.fork():
         os._exit(0)
     os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.close(null)
+    _to_devnull(0, 1)
 
     def serving() -> None:
         os.write(w, b".")
         os.close(w)
         if os.isatty(2):
-            null = os.open(os.devnull, os.O_RDWR)
-            os.dup2(null, 2)
-            os.close(null)
+            _to_devnull(2)
 
     return serving
+
+
+def _to_devnull(*fds: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in fds:
+        os.dup2(null, fd)
+    os.close(null)

@@ -10,6 +10,7 @@ import pytest
 
 from bench.peers import free_udp_port
 from bench.tftp import build_tools, run_loadgen
+from tftp_harness import require
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,8 +26,9 @@ def test_loadgen_selftest():
 @pytest.mark.parametrize("mode", [[], ["--shared"]], ids=["socket-per-transfer", "shared"])
 def test_nullserver_serves_a_storm(tmp_path, mode):
     """The benchmark's bounds are servers too: a storm of lock-step transfers (and a windowed
-    one) from nullserver, per-transfer sockets or one shared socket, arrives whole; more
-    transfers than its 8192 slots, so freed slots are taken again."""
+    one, and curl's request without options) from nullserver, per-transfer sockets or one
+    shared socket, arrives whole; more transfers than its 8192 slots, so freed slots are
+    taken again."""
     tools = build_tools()
     data = os.urandom(3 * 1468 + 7)  # a short last block
     (tmp_path / "f").write_bytes(data)
@@ -39,6 +41,10 @@ def test_nullserver_serves_a_storm(tmp_path, mode):
             res = run_loadgen(port, name="f", size=len(data), verify=tmp_path / "f", concurrency=50,
                               transfers=9000, blksize=1468, windowsize=window, max_seconds=30)
             assert (res["transfers_ok"], res["transfers_failed"]) == (9000, 0), res
+        # no options at all (DATA 1 at once, no OACK), from a client that is not ours
+        got = subprocess.run([require("curl"), "-sS", "--max-time", "10", f"tftp://127.0.0.1:{port}/f"],
+                             capture_output=True, timeout=20)
+        assert got.returncode == 0 and got.stdout == data, got.stderr
     finally:
         server.kill()
         server.wait(5)

@@ -143,6 +143,12 @@ def start_dnsmasq(host: Host, body: str, *, workdir: Path, ports: Iterable[int] 
     return start(dnsmasq_argv(conf), host, name=name, workdir=workdir, ports=ports)
 
 
+def bootstorm_cmd() -> list[str]:
+    """How to run bootstorm: its console script as installed, else the checkout's module."""
+    exe = shutil.which("bootstorm")
+    return [exe] if exe else [sys.executable, "-m", "bootstorm"]
+
+
 def start_bootstorm(host: Host, *, conf_file: Path | None = None, toml: Path | None = None,
                     body: str | None = None, workdir: Path, extra: Sequence[str] = (),
                     ports: Iterable[int] = (67, 4011)) -> Server:
@@ -154,8 +160,7 @@ def start_bootstorm(host: Host, *, conf_file: Path | None = None, toml: Path | N
     (same header lines), so both servers read the same file."""
     if body is not None:
         conf_file = dnsmasq_conf(workdir, body)
-    exe = shutil.which("bootstorm")
-    base = [exe] if exe else [sys.executable, "-m", "bootstorm"]
+    base = bootstorm_cmd()
     if conf_file is not None:
         argv = [*base, f"--conf-file={conf_file}", "--no-daemon", *extra]
     elif toml is not None:

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from . import netns
 from .conftest import _client_for
-from .servers import dnsmasq_conf, start
-from .test_privileges import CONTENT, _bootstorm, _conf, _fetch, _root_only  # noqa: F401 (a fixture)
+from .servers import bootstorm_cmd, dnsmasq_conf, start
+from .test_privileges import CONTENT, _conf, _fetch, _root_only  # noqa: F401 (a fixture)
 
 
-def _wait_for(path, text: str, timeout: float = 5.0) -> str:
+def _wait_for(path, text: str, count: int = 1, timeout: float = 5.0) -> str:
+    """The file once it holds text count times, or as it is after timeout."""
     deadline = time.monotonic() + timeout
     while True:  # bounded by the deadline
         got = path.read_text() if path.exists() else ""
-        if text in got or time.monotonic() > deadline:
+        if got.count(text) >= count or time.monotonic() > deadline:
             return got
         time.sleep(0.05)
 
@@ -43,7 +44,7 @@ def test_rotation_hangup_and_counters(lan_module, tmp_path, _root_only):
 def _rotate(lan_module, tmp_path: Path, conf: Path, log: Path, nobody: int) -> None:
     logdir = log.parent
     pid = logdir / "bootstorm.pid"
-    with start([*_bootstorm(), f"--conf-file={conf}", "-k", f"--pid-file={pid}"], lan_module["srv"],
+    with start([*bootstorm_cmd(), f"--conf-file={conf}", "-k", f"--pid-file={pid}"], lan_module["srv"],
                name="bootstorm", workdir=tmp_path, ports=(69,)) as srv:
         assert "TFTP listening" in _wait_for(log, "TFTP listening"), (log.read_text(), srv.log)
         assert log.stat().st_uid == pid.stat().st_uid == nobody  # as dnsmasq makes them
@@ -67,13 +68,6 @@ def _rotate(lan_module, tmp_path: Path, conf: Path, log: Path, nobody: int) -> N
         assert _fetch(lan_module, tmp_path) == CONTENT  # still serving
 
 
-def _wait_log(srv, text: str, count: int, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while srv.log.count(text) < count and time.monotonic() < deadline:  # bounded
-        time.sleep(0.05)
-    return srv.log
-
-
 def test_sighup_rereads_the_hosts_file_not_the_conf_file(lan_module, tmp_path):
     """dnsmasq's SIGHUP: dhcp-hostsfile read again (a dhcp-host=MAC,ignore line taken out,
     then put back: the client is answered, then not), the conf file not (an edit waits for
@@ -83,29 +77,29 @@ def test_sighup_rereads_the_hosts_file_not_the_conf_file(lan_module, tmp_path):
     conf = dnsmasq_conf(tmp_path, f'dhcp-range=10.213.0.0,proxy\npxe-service=x86PC,"Boot",pxelinux\n'
                                   f"dhcp-hostsfile={hosts}\n")
     client = _client_for(lan_module)
-    with start([*_bootstorm(), f"--conf-file={conf}", "--no-daemon"], lan_module["srv"],
+    with start([*bootstorm_cmd(), f"--conf-file={conf}", "--no-daemon"], lan_module["srv"],
                name="bootstorm", workdir=tmp_path, ready_line="ProxyDHCP listening", ports=(67, 4011)) as srv:
         assert client.discover(0, expect=None, wait=0.4).replies == []  # ignored by the hosts file
         hosts.write_text("# emptied\n")
         srv.proc.send_signal(signal.SIGHUP)
-        assert f"sighup re-read {hosts}" in _wait_log(srv, "sighup re-read", 1), srv.log
+        assert f"sighup re-read {hosts}" in _wait_for(srv.log_path, "sighup re-read", 1), srv.log
         menu = client.discover(0).reply["pxe"]["menu"]  # answered now
         assert [m["desc"] for m in menu] == ["Boot"], menu
         # the conf file edited, the host ignored again: only the hosts file counts
         conf.write_text(conf.read_text() + 'pxe-service=x86PC,"Other",other\n')
         hosts.write_text(f"{netns.CLIENT_MAC},ignore\n")
         srv.proc.send_signal(signal.SIGHUP)
-        _wait_log(srv, "sighup re-read", 2)
+        _wait_for(srv.log_path, "sighup re-read", 2)
         assert client.discover(0, expect=None, wait=0.4).replies == []
         hosts.write_text("")
         srv.proc.send_signal(signal.SIGHUP)
-        _wait_log(srv, "sighup re-read", 3)
+        _wait_for(srv.log_path, "sighup re-read", 3)
         menu = client.discover(0).reply["pxe"]["menu"]
         assert [m["desc"] for m in menu] == ["Boot"], menu  # not "Other": conf files wait
         # an error in the hosts file: the reason with file and line, the answers as before
-        hosts.write_text(f"# fine\nnot-a-mac,ignore\n")
+        hosts.write_text("# fine\nnot-a-mac,ignore\n")
         srv.proc.send_signal(signal.SIGHUP)
-        log = _wait_log(srv, "sighup-failed", 1)
+        log = _wait_for(srv.log_path, "sighup-failed", 1)
         assert f"sighup-failed {hosts}:2:" in log and "answering as before" in log, log
         assert client.discover(0).reply["pxe"]["menu"]
         assert srv.alive()

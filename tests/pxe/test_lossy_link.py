@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 import pytest
 
 from . import netns
-from .servers import start
+from .servers import bootstorm_cmd, start
 
 LOSS = 10  # 1 in LOSS datagrams of the transfers dropped, each way
 # lock-step clients: 59 blocks of 512 or 21 of 1468; windowed: 205 blocks, 26 windows of 8
@@ -48,9 +47,7 @@ def lossy(netns_required, tmp_path_factory):
             netns.run(host.exec_argv([nft, (
                 f"add table inet loss ; add counter inet loss {counter} ; "
                 "add chain inet loss in { type filter hook input priority 0 ; }")]))
-        exe = shutil.which("bootstorm")
-        argv = [exe] if exe else [sys.executable, "-m", "bootstorm"]
-        server = start([*argv, "serve", "--tftp-root", str(root), "--listen", SERVER,
+        server = start([*bootstorm_cmd(), "serve", "--tftp-root", str(root), "--listen", SERVER,
                         "--retransmit-timeout", "0.2"], srv_host, name="bootstorm", workdir=work,
                        ready_line=rf"listening on {re.escape(SERVER)}:69\b", ports=(69,))
         with server:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from . import netns
 from .conftest import _client_for
-from .servers import bound_udp_ports, dnsmasq_conf, start
+from .servers import bootstorm_cmd, bound_udp_ports, dnsmasq_conf, start
 
 CONTENT = bytes((i * 7 + 3) & 0xFF for i in range(70_000))
 CAP_NET_ADMIN = 1 << 12
@@ -31,11 +29,6 @@ def _root_only() -> None:
         if os.environ.get("CI"):
             pytest.fail("CI is set but the tests do not run as root", pytrace=False)
         pytest.skip("giving up root needs root")
-
-
-def _bootstorm() -> list[str]:
-    exe = shutil.which("bootstorm")
-    return [exe] if exe else [sys.executable, "-m", "bootstorm"]
 
 
 def _conf(tmp_path: Path, extra: str = "") -> Path:
@@ -71,7 +64,7 @@ def _default_group(user: str) -> int:
 
 def _serve(lan, tmp_path: Path, conf: Path, *flags: str, ports=(69,)):
     # --pid-file=: not dnsmasq's /var/run/dnsmasq.pid, which -k would write on this machine
-    return start([*_bootstorm(), f"--conf-file={conf}", "--pid-file=", *flags], lan["srv"],
+    return start([*bootstorm_cmd(), f"--conf-file={conf}", "--pid-file=", *flags], lan["srv"],
                  name="bootstorm", workdir=tmp_path, ready_line="TFTP listening", ports=ports)
 
 
@@ -120,7 +113,7 @@ def test_unknown_user_is_refused_before_serving(lan_module, tmp_path):
     """dnsmasq: "unknown user or group"; nothing is bound (the check comes first). In the
     server's namespace, so that a server that did start would listen there only."""
     conf = _conf(tmp_path, "user=no-such-user-here\n")
-    got = subprocess.run(lan_module["srv"].exec_argv([*_bootstorm(), f"--conf-file={conf}", "-k", "--pid-file="]),
+    got = subprocess.run(lan_module["srv"].exec_argv([*bootstorm_cmd(), f"--conf-file={conf}", "-k", "--pid-file="]),
                          capture_output=True, text=True, timeout=10)
     assert got.returncode == 2, got
     assert "unknown user or group: no-such-user-here" in got.stderr, got.stderr
@@ -130,7 +123,7 @@ def test_unknown_user_is_refused_before_serving(lan_module, tmp_path):
 def test_a_pid_file_that_cannot_be_written_stops_the_start(lan_module, tmp_path):
     """As dnsmasq: the reason, and no server (dnsmasq's default is /var/run/dnsmasq.pid)."""
     pid = tmp_path / "no-such-dir" / "dnsmasq.pid"
-    got = subprocess.run(lan_module["srv"].exec_argv([*_bootstorm(), f"--conf-file={_conf(tmp_path)}",
+    got = subprocess.run(lan_module["srv"].exec_argv([*bootstorm_cmd(), f"--conf-file={_conf(tmp_path)}",
                                                       "-k", f"--pid-file={pid}"]),
                          capture_output=True, text=True, timeout=10)
     assert got.returncode == 2, got
@@ -146,7 +139,7 @@ def test_without_k_the_start_returns_once_serving_or_failed(lan_module, tmp_path
     try:
         with open(err, "w") as f:  # a file, not a pipe: the daemon keeps it open
             got = subprocess.run(lan_module["srv"].exec_argv(
-                [*_bootstorm(), f"--conf-file={_conf(tmp_path)}", f"--pid-file={pid}"]),
+                [*bootstorm_cmd(), f"--conf-file={_conf(tmp_path)}", f"--pid-file={pid}"]),
                 stdout=f, stderr=f, timeout=20)
         assert got.returncode == 0, err.read_text()
         daemon = int(pid.read_text())
@@ -162,7 +155,7 @@ def test_without_k_the_start_returns_once_serving_or_failed(lan_module, tmp_path
     (tmp_path / "again").mkdir()
     with open(err, "w") as f:
         got = subprocess.run(lan_module["srv"].exec_argv(
-            [*_bootstorm(), f"--conf-file={_conf(tmp_path / 'again')}", f"--pid-file={tmp_path}/no/p"]),
+            [*bootstorm_cmd(), f"--conf-file={_conf(tmp_path / 'again')}", f"--pid-file={tmp_path}/no/p"]),
             stdout=f, stderr=f, timeout=20)
     assert got.returncode == 1, err.read_text()
     assert "cannot write pid file" in err.read_text()

@@ -20,7 +20,7 @@ import pytest
 
 from . import netns
 from .netns import Host, run
-from .servers import dnsmasq_argv, dnsmasq_conf, start
+from .servers import bootstorm_cmd, dnsmasq_argv, dnsmasq_conf, start
 
 CLIENT, ROUTER_IN, ROUTER_OUT, SERVER = "10.213.1.2", "10.213.1.1", "10.213.2.1", "10.213.2.2"
 CONTENT = bytes((i * 31 + 7) & 0xFF for i in range(150_000))  # 293 blocks of 512
@@ -63,9 +63,7 @@ def _serve(host: Host, kind: str, root: Path, single_port: bool, workdir: Path):
         return start(dnsmasq_argv(dnsmasq_conf(workdir, body)), host, name="dnsmasq",
                      workdir=workdir, ports=(69,))
     conf = dnsmasq_conf(workdir, body)  # the very same file as dnsmasq's
-    exe = shutil.which("bootstorm")
-    argv = [exe] if exe else [sys.executable, "-m", "bootstorm"]
-    return start([*argv, f"--conf-file={conf}", "--no-daemon"], host, name="bootstorm",
+    return start([*bootstorm_cmd(), f"--conf-file={conf}", "--no-daemon"], host, name="bootstorm",
                  workdir=workdir, ready_line="TFTP listening", ports=(69,))
 
 
